@@ -1,0 +1,334 @@
+"""Building kb.db: collecting records from files or the network, then writing atomically.
+
+A build never modifies kb.db in place. It writes ``.kb.db.tmp-PID`` beside the target and
+renames it over the target only once everything has been written and committed, so a
+crash or a bad input leaves the previous kb.db exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gzip
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from . import exports, pubmed
+from .merge import merge_records
+from .schema import create_schema, optimise
+from .store import child_rows, delete_study, study_id_for, study_row, upsert_merged
+
+RECORD_SUFFIXES = (".xml", ".xml.gz", ".nbib", ".txt", ".ris", ".medline")
+
+
+class BuildError(RuntimeError):
+    """The build cannot complete; kb.db has not been touched."""
+
+
+@dataclass
+class Collected:
+    """Records gathered from many inputs, merged by study, in first-seen order."""
+
+    records: dict[str, dict] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+    files: list[str] = field(default_factory=list)
+    parsed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, record: dict) -> None:
+        self.parsed += 1
+        key = study_id_for(record)
+        if record.get("pmid"):
+            self.deleted.discard(record["pmid"])
+        previous = self.records.get(key)
+        self.records[key] = merge_records(previous, record) if previous else record
+
+    def delete(self, pmid: int) -> None:
+        self.records.pop(str(pmid), None)
+        self.deleted.add(pmid)
+
+
+# --------------------------------------------------------------------------- reading inputs
+
+
+def read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise pubmed.ParseError(f"not a readable gzip file ({exc})") from exc
+    return data
+
+
+def parse_bytes(data: bytes, name: str) -> pubmed.ParseResult:
+    """Parse one input whose format is recognised from its content."""
+    kind = exports.sniff_format(data)
+    if kind == "xml":
+        return pubmed.parse_pubmed_xml(data)
+    if kind == "medline":
+        return exports.parse_medline(data)
+    if kind == "ris":
+        return exports.parse_ris(data)
+    raise pubmed.ParseError("not PubMed XML, MEDLINE text or RIS")
+
+
+def input_files(directory: Path) -> list[Path]:
+    """Every loadable file under ``directory``, in a stable (sorted) order."""
+    if not directory.exists():
+        raise BuildError(f"--from-dir {directory}: no such directory")
+    if not directory.is_dir():
+        raise BuildError(f"--from-dir {directory}: not a directory")
+    if not os.access(directory, os.R_OK | os.X_OK):
+        raise BuildError(f"--from-dir {directory}: permission denied")
+    files = sorted(
+        p for p in directory.rglob("*")
+        if p.is_file() and p.name.lower().endswith(RECORD_SUFFIXES) and not p.name.startswith(".")
+    )
+    return files
+
+
+def collect_file(collected: Collected, path: Path, label: str | None = None) -> None:
+    """Parse one file into ``collected``; a bad file is reported, never fatal."""
+    label = label or str(path)
+    try:
+        data = read_bytes(path)
+    except OSError as exc:
+        collected.errors.append(f"{label}: cannot read ({exc.strerror or exc})")
+        return
+    try:
+        result = parse_bytes(data, label)
+    except pubmed.ParseError as exc:
+        partial = getattr(exc, "partial", None)
+        kept = f"; {len(partial.records)} records before the fault were kept" if partial and partial.records else ""
+        collected.errors.append(f"{label}: {exc}{kept}")
+        if partial is None:
+            return
+        result = partial
+    collected.files.append(label)
+    _collect_result(collected, result, label)
+
+
+def _collect_result(collected: Collected, result: pubmed.ParseResult, label: str) -> None:
+    for record in result.records:
+        collected.add(record)
+    for pmid in result.deleted:
+        collected.delete(pmid)
+    collected.errors.extend(f"{label}: {e}" for e in result.errors)
+
+
+def collect_dir(directory: Path, progress: bool = False) -> Collected:
+    from tqdm import tqdm
+
+    files = input_files(directory)
+    if not files:
+        raise BuildError(f"--from-dir {directory}: no PubMed XML, MEDLINE or RIS files found")
+    collected = Collected()
+    for path in tqdm(files, desc="Parsing files", unit="file", disable=not progress):
+        collect_file(collected, path, str(path.relative_to(directory)))
+    return collected
+
+
+def collect_pages(pages: Iterable[bytes]) -> Collected:
+    """Records from efetch pages as the client yields them."""
+    collected = Collected()
+    for number, page in enumerate(pages, 1):
+        collected.files.append(f"efetch page {number}")
+        _collect_result(collected, pubmed.parse_pubmed_xml(page), f"efetch page {number}")
+    return collected
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+@contextlib.contextmanager
+def atomic_database(target: Path, copy_existing: bool) -> Iterator[sqlite_utils.Database]:
+    """A temporary database beside ``target``, renamed over it only on success."""
+    target = target.resolve()
+    if not target.parent.exists():
+        raise BuildError(f"{target.parent}: no such directory")
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    if copy_existing:
+        _backup(target, tmp)
+    db = sqlite_utils.Database(tmp)
+    try:
+        db.execute("PRAGMA journal_mode = OFF" if not copy_existing else "PRAGMA journal_mode = DELETE")
+        db.execute("PRAGMA synchronous = OFF")
+        yield db
+        db.execute("PRAGMA synchronous = FULL")
+        db.close()
+        _fsync(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        db.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _backup(source: Path, dest: Path) -> None:
+    try:
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        src.execute("select count(*) from sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise BuildError(f"{source}: not a readable SQLite database ({exc})") from exc
+    dst = sqlite3.connect(dest)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        _fsync(path)
+
+
+def previous_runs(target: Path) -> list[dict]:
+    """ingest_runs rows of the kb.db being replaced, so history survives a rebuild."""
+    if not target.exists():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("select * from ingest_runs order by id")]
+        conn.close()
+        return rows
+    except sqlite3.Error:
+        return []
+
+
+def write_fresh(db: sqlite_utils.Database, collected: Collected, progress: bool = False) -> int:
+    """Bulk-write merged records into an empty schema."""
+    from tqdm import tqdm
+
+    from .schema import CHILD_TABLES
+
+    batch: dict[str, list[dict]] = {name: [] for name in ["studies", *CHILD_TABLES]}
+    written = 0
+
+    def flush() -> None:
+        for name, rows in batch.items():
+            if rows:
+                db[name].insert_all(rows, batch_size=500)
+                rows.clear()
+
+    with db.atomic():
+        for study_id, record in tqdm(
+            collected.records.items(), desc="Writing studies", unit="rec", disable=not progress
+        ):
+            batch["studies"].append(study_row(study_id, record))
+            for name, rows in child_rows(study_id, record).items():
+                batch[name].extend(rows)
+            written += 1
+            if len(batch["studies"]) >= 2000:
+                flush()
+        flush()
+    return written
+
+
+Hook = Callable[[sqlite_utils.Database, list[str] | None], None]
+
+
+def build(
+    target: Path,
+    collected: Collected,
+    source: str,
+    mode: str,
+    query: str | None = None,
+    inputs: list[str] | None = None,
+    after_write: list[Hook] | None = None,
+    progress: bool = False,
+) -> dict:
+    """Write a new kb.db from ``collected``, atomically replacing ``target``."""
+    if not collected.records:
+        detail = f": {collected.errors[0]}" if collected.errors else ""
+        raise BuildError(f"no records could be loaded{detail}")
+    started = _now()
+    history = previous_runs(target)
+    with atomic_database(target, copy_existing=False) as db:
+        create_schema(db)
+        written = write_fresh(db, collected, progress)
+        for hook in after_write or []:
+            hook(db, None)
+        stats = _record_run(
+            db, history, source, mode, query, inputs or collected.files, started, collected,
+            written, len(collected.deleted),
+        )
+        optimise(db)
+    return stats
+
+
+def import_into(
+    target: Path,
+    collected: Collected,
+    source: str,
+    inputs: list[str],
+    after_write: list[Hook] | None = None,
+) -> dict:
+    """Merge ``collected`` into an existing kb.db (atomically: copy, change, rename)."""
+    if not target.exists():
+        raise BuildError(f"{target}: no such database (run `kb build` first)")
+    if not collected.records and not collected.deleted:
+        detail = f": {collected.errors[0]}" if collected.errors else ""
+        raise BuildError(f"no records could be loaded{detail}")
+    started = _now()
+    with atomic_database(target, copy_existing=True) as db:
+        create_schema(db)
+        touched: list[str] = []
+        deleted = 0
+        with db.atomic():
+            for record in collected.records.values():
+                touched.append(upsert_merged(db, record))
+            for pmid in collected.deleted:
+                deleted += int(delete_study(db, str(pmid)))
+        for hook in after_write or []:
+            hook(db, touched)
+        stats = _record_run(
+            db, [], source, "import", None, inputs, started, collected, len(touched), deleted
+        )
+        optimise(db)
+    return stats
+
+
+def _record_run(
+    db, history, source, mode, query, inputs, started, collected, written, deleted
+) -> dict:
+    if history:
+        db["ingest_runs"].insert_all(history, pk="id", replace=True)
+    total = db.execute("select count(*) from studies").fetchone()[0]
+    run = {
+        "source": source,
+        "mode": mode,
+        "query": query,
+        "inputs": json.dumps(inputs),
+        "started": started,
+        "finished": _now(),
+        "status": "ok" if not collected.errors else "ok-with-errors",
+        "records_parsed": collected.parsed,
+        "studies_written": written,
+        "studies_deleted": deleted,
+        "studies_total": total,
+        "errors": json.dumps(collected.errors),
+    }
+    db["ingest_runs"].insert(run)
+    return run

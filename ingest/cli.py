@@ -1,0 +1,209 @@
+"""The `kb` command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from . import build as builder
+from .http import FetchError
+from .pubmed import DEFAULT_BASE_URL, DEFAULT_QUERY, NCBIError, PubMedClient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB = "kb.db"
+
+
+def fail(message: str) -> None:
+    """One clear line on stderr, exit status 1."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def report(stats: dict) -> None:
+    import json
+
+    errors = json.loads(stats["errors"])
+    for error in errors:
+        click.echo(f"Warning: {error}", err=True)
+    click.echo(
+        f"{stats['studies_total']} studies in kb.db "
+        f"({stats['records_parsed']} records parsed, {stats['studies_written']} written, "
+        f"{stats['studies_deleted']} deleted citations, {len(errors)} problems)",
+        err=True,
+    )
+
+
+class OneLineErrors(click.Group):
+    """Usage errors as one line on stderr (exit 2) instead of a usage block."""
+
+    def main(self, args=None, prog_name=None, **kwargs):
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(args, prog_name, **kwargs)
+        try:
+            result = super().main(args, prog_name or "kb", standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "kb"
+            click.echo(f"Error: {exc.format_message()} (see '{command} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ketamine-kb")
+def cli() -> None:
+    """ketamine-kb: a knowledge base of ketamine, esketamine and arketamine studies.
+
+    \b
+    Typical use:
+        kb build                 # fetch from PubMed, build kb.db
+        kb build --from-dir DIR  # build offline from saved files
+        kb serve                 # browse kb.db in Datasette
+    """
+
+
+@cli.command()
+@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
+              help="Database file to (re)build.")
+@click.option("--from-dir", type=click.Path(path_type=Path),
+              help="Build offline from every PubMed XML (.xml, .xml.gz), MEDLINE (.nbib, .txt) and RIS file in DIR.")
+@click.option("--query", default=DEFAULT_QUERY, show_default=True, help="PubMed search to run.")
+@click.option("--api-key", envvar="NCBI_API_KEY", help="NCBI API key (10 requests/s instead of 3). Env: NCBI_API_KEY.")
+@click.option("--email", envvar="NCBI_EMAIL", help="Contact e-mail sent to NCBI. Env: NCBI_EMAIL.")
+@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True, help="E-utilities base URL.")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000),
+              help="Records per efetch request.")
+@click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 20),
+              help="Retries per request on 429/5xx/connection errors.")
+@click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0, 60),
+              help="Back-off factor in seconds between retries.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def build(db_path, from_dir, query, api_key, email, base_url, batch_size, retries, backoff, no_progress):
+    """Build kb.db from scratch, from PubMed or from saved files.
+
+    The new database is written beside the old one and renamed over it only when
+    complete: a failed build leaves the existing kb.db untouched.
+
+    \b
+    Examples:
+        kb build
+        kb build --api-key $NCBI_API_KEY --email me@example.org
+        kb build --from-dir ../shared/corpus/pubmed
+        kb build --from-dir exports/ --db review.db
+    """
+    progress = not no_progress
+    target = Path(db_path)
+    try:
+        if from_dir is not None:
+            collected = builder.collect_dir(from_dir, progress=progress)
+            stats = builder.build(target, collected, "files", "from-dir",
+                                  inputs=collected.files, after_write=_hooks(), progress=progress)
+        else:
+            client = PubMedClient(base_url=base_url, api_key=api_key, email=email,
+                                  retries=retries, backoff=backoff)
+            collected = builder.collect_pages(client.fetch_batches(query, batch_size, progress))
+            stats = builder.build(target, collected, "pubmed", "network", query=query,
+                                  after_write=_hooks(), progress=progress)
+    except (builder.BuildError, FetchError, NCBIError) as exc:
+        fail(str(exc))
+    report(stats)
+
+
+@cli.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
+              help="Existing database to add to.")
+def import_(file, db_path):
+    """Add one PubMed XML, MEDLINE (.nbib/.txt) or RIS file to an existing kb.db.
+
+    Records already in kb.db are merged field by field (nothing is lost, the richer
+    value wins); a newer PubMed version replaces an older one; DeleteCitation entries
+    remove studies.
+
+    \b
+    Examples:
+        kb import pubmed-ketamine-set.nbib
+        kb import screening-export.ris --db review.db
+        kb import pubmed24n1219.xml.gz
+    """
+    target = Path(db_path)
+    if not file.exists():
+        fail(f"{file}: no such file")
+    collected = builder.Collected()
+    builder.collect_file(collected, file)
+    if not collected.files:
+        fail(collected.errors[0] if collected.errors else f"{file}: nothing to import")
+    try:
+        stats = builder.import_into(target, collected, "file", [str(file)], after_write=_hooks())
+    except builder.BuildError as exc:
+        fail(str(exc))
+    report(stats)
+
+
+def _hooks() -> list:
+    """Derived-data steps run inside every build and import (tagging etc.)."""
+    hooks = []
+    try:
+        from .tagging.pipeline import tag_hook
+    except ImportError:
+        return hooks
+    hooks.append(tag_hook)
+    return hooks
+
+
+def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -> list[str]:
+    args = [
+        sys.executable, "-m", "datasette", "serve", "-i", str(db_path),
+        "--host", host, "--port", str(port),
+        "--setting", "sql_time_limit_ms", "1500",
+        "--setting", "max_returned_rows", "1000",
+        "--setting", "facet_time_limit_ms", "500",
+        "--setting", "default_page_size", "50",
+    ]
+    if metadata:
+        args += ["--metadata", str(metadata)]
+    for folder, flag in (("templates", "--template-dir"), ("plugins", "--plugins-dir"), ("static", None)):
+        path = Path(__file__).resolve().parent / folder
+        if path.is_dir() and flag:
+            args += [flag, str(path)]
+        elif path.is_dir():
+            args += ["--static", f"static:{path}"]
+    return args
+
+
+@cli.command()
+@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Database to serve.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("-p", "--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0 picks a free one).")
+@click.option("--metadata", type=click.Path(dir_okay=False, path_type=Path),
+              default=lambda: str(REPO_ROOT / "metadata.yml"), show_default="metadata.yml",
+              help="Datasette metadata file.")
+def serve(db_path, host, port, metadata):
+    """Serve kb.db read-only (immutable) with Datasette.
+
+    \b
+    Examples:
+        kb serve
+        kb serve --port 8080 --host 0.0.0.0
+    """
+    if not db_path.exists():
+        fail(f"{db_path}: no such database (run `kb build` first)")
+    if metadata and not Path(metadata).exists():
+        fail(f"{metadata}: no such metadata file")
+    args = datasette_args(db_path, host, port, metadata)
+    click.echo(f"Serving {db_path} read-only at http://{host}:{port}/", err=True)
+    try:
+        sys.exit(subprocess.call(args, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,350 @@
+"""Researchers' own exports: PubMed's MEDLINE text format (.nbib / .txt) and RIS.
+
+Pure functions: bytes in, record dicts (same shape as :mod:`ingest.pubmed`) out.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .pubmed import ParseResult, join_sections
+from .text import clean_ws, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date
+
+_MEDLINE_LINE = re.compile(r"^([A-Z][A-Z0-9]{1,3})\s*-\s?(.*)$")
+_RIS_LINE = re.compile(r"^([A-Z][A-Z0-9])  -(?: (.*))?$")
+# Structured-abstract labels as MEDLINE prints them inline: "BACKGROUND: ...".
+_INLINE_LABEL = re.compile(r"(?:^|(?<=[.?!)\]]\s))([A-Z][A-Z ,&/-]{2,40}[A-Z]):\s")
+
+# MEDLINE comment/correction tags -> the RefType used in PubMed XML.
+COMMENT_TAGS = {
+    "CIN": "CommentIn", "CON": "CommentOn", "EIN": "ErratumIn", "EFR": "ErratumFor",
+    "RIN": "RetractionIn", "ROF": "RetractionOf", "UIN": "UpdateIn", "UOF": "UpdateOf",
+    "ECI": "ExpressionOfConcernIn", "ECF": "ExpressionOfConcernFor", "RPI": "RepublishedIn",
+    "RPF": "RepublishedFrom", "CRI": "CorrectedandRepublishedIn",
+    "CRF": "CorrectedandRepublishedFrom", "SPIN": "SummaryForPatientsIn",
+}
+
+
+def sniff_format(data: bytes) -> str | None:
+    """'xml', 'medline', 'ris' or None, from the first bytes of a file."""
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"<"):
+        return "xml"
+    if re.match(rb"PMID\s*-", head) or re.search(rb"^PMID- ", head, re.MULTILINE):
+        return "medline"
+    if re.match(rb"TY  -", head) or re.search(rb"^TY  - ", head, re.MULTILINE):
+        return "ris"
+    return None
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+# --------------------------------------------------------------------------- MEDLINE
+
+
+def parse_medline(data: bytes) -> ParseResult:
+    """Parse PubMed's MEDLINE text format: blank-line separated records of "TAG - value"."""
+    result = ParseResult()
+    for number, fields in enumerate(_medline_records(_decode(data)), 1):
+        try:
+            record = medline_record(fields)
+        except ValueError as exc:
+            result.errors.append(f"record {number}: {exc}")
+            continue
+        result.records.append(record)
+    return result
+
+
+def _medline_records(text: str):
+    """Yield each record as a list of (tag, value), continuation lines joined."""
+    fields: list[list[str]] = []
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line:
+            if fields:
+                yield [(t, clean_ws(v)) for t, v in fields]
+                fields = []
+            continue
+        match = _MEDLINE_LINE.match(line)
+        if match and not raw.startswith(" "):
+            tag, value = match.groups()
+            if tag == "PMID" and fields:
+                yield [(t, clean_ws(v)) for t, v in fields]
+                fields = []
+            fields.append([tag, value])
+        elif fields:
+            # Continuation lines are indented by six spaces; tolerate exports that lost it.
+            fields[-1][1] += " " + line.strip()
+    if fields:
+        yield [(t, clean_ws(v)) for t, v in fields]
+
+
+def medline_record(fields: list[tuple[str, str]]) -> dict:
+    pmid = next((v for t, v in fields if t == "PMID"), "")
+    if not pmid.isdigit():
+        raise ValueError(f"no valid PMID (got {pmid[:20]!r})")
+    record = _empty_record(int(pmid), "medline")
+    author: dict | None = None
+    for tag, value in fields:
+        if tag == "TI":
+            record["title"] = value
+        elif tag == "AB":
+            record["abstract_sections"] = split_inline_sections(value)
+            record["abstract"] = join_sections(record["abstract_sections"])
+        elif tag == "DP":
+            record["year"], record["pub_date"] = parse_free_date(value)
+            if not re.fullmatch(r"\d{4}( [A-Z][a-z]{2}( \d{1,2})?)?", value):
+                record["medline_date"] = value
+        elif tag == "JT":
+            record["journal"] = value
+        elif tag == "TA":
+            record["iso_abbrev"] = value
+        elif tag == "IS" and not record["issn"]:
+            record["issn"] = value.split(" ")[0]
+        elif tag == "VI":
+            record["volume"] = value
+        elif tag == "IP":
+            record["issue"] = value
+        elif tag == "PG":
+            record["pages"] = value
+        elif tag == "LA":
+            record["languages"].append(value)
+        elif tag in ("LID", "AID"):
+            _identifier(record, value)
+        elif tag == "PMC":
+            record["pmcid"] = normalise_pmcid(value)
+        elif tag in ("FAU", "CN"):
+            author = _medline_author(tag, value)
+            record["authors"].append(author)
+        elif tag == "AU" and (author is None or author.get("_has_au")):
+            author = _medline_author("AU", value)
+            record["authors"].append(author)
+        elif tag == "AU":
+            author["_has_au"] = True
+            author["initials"] = author["initials"] or value.rsplit(" ", 1)[-1]
+        elif tag == "AD" and author is not None:
+            author["affiliations"].append(value)
+        elif tag == "AUID" and author is not None and "ORCID" in value:
+            author["orcid"] = value.split(":", 1)[-1].strip().rsplit("/", 1)[-1]
+        elif tag == "PT":
+            record["publication_types"].append({"ui": None, "name": value})
+        elif tag == "MH":
+            record["mesh"].append(_medline_mesh(value))
+        elif tag == "RN":
+            record["chemicals"].append(_medline_chemical(value))
+        elif tag in ("OT", "KW"):
+            record["keywords"].append(value)
+        elif tag == "SI":
+            _secondary_source(record, value)
+        elif tag in COMMENT_TAGS:
+            record["comments_corrections"].append(_medline_comment(tag, value))
+    for author in record["authors"]:
+        author.pop("_has_au", None)
+    record["nct_ids"] = [
+        d["accession"] for d in record["databanks"] if d["name"].lower().startswith("clinicaltrials")
+    ]
+    return record
+
+
+def _empty_record(pmid: int | None, source: str) -> dict:
+    return {
+        "pmid": pmid, "pmid_version": None, "title": "", "abstract": "", "abstract_sections": [],
+        "journal": "", "iso_abbrev": "", "issn": "", "volume": "", "issue": "", "pages": "",
+        "year": None, "pub_date": None, "medline_date": None, "languages": [], "authors": [],
+        "publication_types": [], "mesh": [], "chemicals": [], "keywords": [], "databanks": [],
+        "nct_ids": [], "comments_corrections": [], "doi": None, "pmcid": None,
+        "sources": [source],
+    }
+
+
+def split_inline_sections(text: str) -> list[dict]:
+    """Recover the sections of a structured abstract flattened to "LABEL: text LABEL: text"."""
+    text = clean_ws(text)
+    if not text:
+        return []
+    matches = list(_INLINE_LABEL.finditer(text))
+    if not matches:
+        return [{"label": None, "nlm_category": None, "text": text}]
+    sections = []
+    if matches[0].start() > 0:
+        sections.append({"label": None, "nlm_category": None, "text": text[: matches[0].start()].strip()})
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        body = text[match.end():end].strip()
+        if body:
+            sections.append({"label": match.group(1).strip(), "nlm_category": None, "text": body})
+    return sections
+
+
+def _identifier(record: dict, value: str) -> None:
+    kind = re.search(r"\[(\w+)\]\s*$", value)
+    bare = re.sub(r"\s*\[\w+\]\s*$", "", value).strip()
+    kind_name = kind.group(1).lower() if kind else ""
+    if kind_name == "doi" and not record["doi"]:
+        record["doi"] = normalise_doi(bare)
+    elif kind_name == "pmc" and not record["pmcid"]:
+        record["pmcid"] = normalise_pmcid(bare)
+
+
+def _medline_author(tag: str, value: str) -> dict:
+    author = {
+        "last_name": None, "fore_name": None, "initials": None, "suffix": None,
+        "collective_name": None, "orcid": None, "affiliations": [],
+    }
+    if tag == "CN":
+        author["collective_name"] = value
+        author["_has_au"] = True
+    elif tag == "FAU":
+        last, _, fore = value.partition(",")
+        author["last_name"] = last.strip() or None
+        author["fore_name"] = fore.strip() or None
+    else:
+        last, _, initials = value.rpartition(" ")
+        author["last_name"] = last or value
+        author["initials"] = initials if last else None
+        author["_has_au"] = True
+    return author
+
+
+def _medline_mesh(value: str) -> dict:
+    parts = value.split("/")
+    descriptor = parts[0]
+    return {
+        "descriptor_ui": None,
+        "descriptor": descriptor.lstrip("*").strip(),
+        "major": descriptor.startswith("*"),
+        "qualifiers": [
+            {"ui": None, "name": q.lstrip("*").strip(), "major": q.startswith("*")}
+            for q in parts[1:] if q.strip("* ")
+        ],
+    }
+
+
+def _medline_chemical(value: str) -> dict:
+    match = re.match(r"^(\S+)\s+\((.*)\)$", value)
+    if not match:
+        return {"ui": None, "name": value, "registry_number": None}
+    registry, name = match.groups()
+    return {"ui": None, "name": name, "registry_number": None if registry == "0" else registry}
+
+
+def _secondary_source(record: dict, value: str) -> None:
+    name, _, accession = value.partition("/")
+    if not accession:
+        return
+    if name.lower().startswith("clinicaltrials"):
+        accession = accession.upper().replace(" ", "")
+    record["databanks"].append({"name": name, "accession": accession})
+
+
+def _medline_comment(tag: str, value: str) -> dict:
+    pmid = re.search(r"PMID:\s*(\d+)", value)
+    source = re.sub(r"\s*PMID:\s*\d+\s*$", "", value).strip() or None
+    return {
+        "ref_type": COMMENT_TAGS[tag],
+        "pmid": int(pmid.group(1)) if pmid else None,
+        "source": source,
+        "note": None,
+    }
+
+
+# --------------------------------------------------------------------------- RIS
+
+
+def parse_ris(data: bytes) -> ParseResult:
+    """Parse an RIS export (EndNote, Zotero, Rayyan, Covidence, ASReview...)."""
+    result = ParseResult()
+    record_fields: list[tuple[str, str]] = []
+    number = 0
+    for raw in _decode(data).splitlines():
+        match = _RIS_LINE.match(raw.rstrip())
+        if not match:
+            if record_fields and raw.strip():
+                tag, value = record_fields[-1]
+                record_fields[-1] = (tag, value + " " + raw.strip())
+            continue
+        tag, value = match.group(1), (match.group(2) or "").strip()
+        if tag == "TY":
+            record_fields = [(tag, value)]
+        elif tag == "ER":
+            number += 1
+            _add_ris(result, record_fields, number)
+            record_fields = []
+        elif record_fields:
+            record_fields.append((tag, value))
+    if record_fields:
+        result.errors.append(f"record {number + 1}: no closing 'ER  -' line")
+    return result
+
+
+def _add_ris(result: ParseResult, fields: list[tuple[str, str]], number: int) -> None:
+    try:
+        record = ris_record(fields)
+    except ValueError as exc:
+        result.errors.append(f"record {number}: {exc}")
+        return
+    result.records.append(record)
+
+
+def ris_record(fields: list[tuple[str, str]]) -> dict:
+    pmid = _ris_pmid(fields)
+    record = _empty_record(pmid, "ris")
+    for tag, value in fields:
+        if not value:
+            continue
+        if tag in ("TI", "T1") and not record["title"]:
+            record["title"] = clean_ws(value)
+        elif tag in ("AB", "N2") and len(value) > len(record["abstract"]):
+            record["abstract_sections"] = split_inline_sections(value)
+            record["abstract"] = join_sections(record["abstract_sections"])
+        elif tag in ("AU", "A1"):
+            last, _, fore = value.partition(",")
+            record["authors"].append({
+                "last_name": last.strip() or None, "fore_name": fore.strip() or None,
+                "initials": None, "suffix": None, "collective_name": None, "orcid": None,
+                "affiliations": [],
+            })
+        elif tag in ("PY", "Y1", "DA") and record["year"] is None:
+            record["year"], record["pub_date"] = parse_free_date(value.replace("/", " "))
+        elif tag in ("JF", "JO", "T2") and not record["journal"]:
+            record["journal"] = clean_ws(value)
+        elif tag in ("JA", "J2") and not record["iso_abbrev"]:
+            record["iso_abbrev"] = clean_ws(value)
+        elif tag == "VL":
+            record["volume"] = value
+        elif tag == "IS":
+            record["issue"] = value
+        elif tag == "SP":
+            record["pages"] = value
+        elif tag == "SN" and not record["issn"]:
+            record["issn"] = value.split(" ")[0]
+        elif tag == "DO" or (tag in ("UR", "L3") and "doi" in value.lower()):
+            record["doi"] = record["doi"] or normalise_doi(value)
+        elif tag == "KW":
+            record["keywords"].extend(k.strip() for k in re.split(r";\s*", value) if k.strip())
+        elif tag == "LA":
+            record["languages"].append(value)
+        elif tag == "C1" and record["authors"]:
+            record["authors"][-1]["affiliations"].append(value)
+    record["nct_ids"] = nct_ids_in(" ".join(v for t, v in fields if t in ("N1", "M3", "AN")))
+    record["databanks"] = [{"name": "ClinicalTrials.gov", "accession": n} for n in record["nct_ids"]]
+    if record["pmid"] is None and not record["doi"]:
+        raise ValueError(f"neither a PMID nor a DOI ({record['title'][:60]!r})")
+    return record
+
+
+def _ris_pmid(fields: list[tuple[str, str]]) -> int | None:
+    for tag, value in fields:
+        if tag in ("AN", "PM", "C2", "ID", "M1") and re.fullmatch(r"\s*\d{1,9}\s*", value):
+            if tag != "ID" or len(value.strip()) >= 6:
+                return int(value)
+        if tag in ("UR", "L2", "N1"):
+            match = re.search(r"(?:pubmed\.ncbi\.nlm\.nih\.gov/|PMID:\s*)(\d{1,9})", value)
+            if match:
+                return int(match.group(1))
+    return None

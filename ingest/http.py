@@ -1,0 +1,112 @@
+"""HTTP plumbing shared by every source: retrying sessions, rate limiting, body checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+USER_AGENT = "ketamine-kb/0.1 (+https://github.com/; research literature knowledge base)"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class TransientBodyError(RuntimeError):
+    """A 200 response whose body is an error or incomplete; worth trying again."""
+
+    # False when the same request can never succeed and the caller must change it.
+    retry_same_request = True
+
+
+class FetchError(RuntimeError):
+    """A request that still failed after every retry."""
+
+
+def make_session(retries: int = 5, backoff: float = 1.0) -> requests.Session:
+    """A Session that retries connection errors, 429 and 5xx with exponential back-off.
+
+    ``Retry-After`` is honoured on 429 and 503 (urllib3 sleeps for it before retrying).
+    """
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        backoff_max=60,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "POST"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+class RateLimiter:
+    """At most ``rate`` calls per second, across threads."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next:
+                time.sleep(self._next - now)
+                now = self._next
+            self._next = now + self.interval
+
+
+def get_checked(
+    session: requests.Session,
+    url: str,
+    params: dict | None = None,
+    check: Callable[[bytes], None] | None = None,
+    limiter: RateLimiter | None = None,
+    attempts: int = 5,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+) -> bytes:
+    """GET ``url`` and return the body once ``check`` accepts it.
+
+    Status-level retries happen inside the session (urllib3.Retry). This loop adds the
+    retries urllib3 cannot see: 200 answers whose body is an error, a truncated body, or
+    a connection dropped mid-body.
+    """
+    last_error: Exception | None = None
+    for attempt in range(attempts + 1):
+        if attempt:
+            time.sleep(min(backoff * (2 ** (attempt - 1)), 60))
+        if limiter:
+            limiter.wait()
+        try:
+            response = session.get(url, params=params, timeout=timeout)
+        except requests.exceptions.RetryError as exc:
+            raise FetchError(f"{url}: gave up after retries ({exc})") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            last_error = exc
+            continue
+        if response.status_code in RETRY_STATUSES:
+            raise FetchError(f"{url}: HTTP {response.status_code} after {attempts} retries")
+        if response.status_code >= 400:
+            raise FetchError(f"{url}: HTTP {response.status_code}: {response.text[:200].strip()}")
+        body = response.content
+        try:
+            if check:
+                check(body)
+            return body
+        except TransientBodyError as exc:
+            if not exc.retry_same_request:
+                raise
+            last_error = exc
+    raise FetchError(f"{url}: {last_error} (after {attempts + 1} attempts)")

@@ -1,0 +1,451 @@
+"""PubMed: the E-utilities client (esearch + efetch) and the efetch / baseline XML parser.
+
+Fetching and parsing are kept apart: :class:`PubMedClient` yields raw XML bytes,
+:func:`parse_pubmed_xml` turns bytes into plain dicts and never touches the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import requests
+from lxml import etree
+
+from .http import RateLimiter, TransientBodyError, get_checked, make_session
+from .text import (
+    clean_ws,
+    element_text,
+    iso_date,
+    normalise_doi,
+    normalise_pmcid,
+    parse_free_date,
+)
+
+DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+DEFAULT_QUERY = (
+    "ketamine[tiab] OR esketamine[tiab] OR arketamine[tiab] OR hydroxynorketamine[tiab]"
+    ' OR "Ketamine"[MeSH Terms]'
+)
+# esearch cannot page past this record of one result set; larger searches are sliced by date.
+ESEARCH_WINDOW = 9_999
+TOOL_NAME = "ketamine-kb"
+
+
+class ParseError(ValueError):
+    """Malformed input; the message names what and where."""
+
+
+@dataclass
+class ParseResult:
+    records: list[dict] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _xml_parser_kwargs() -> dict:
+    # Never resolve entities or fetch the DTD named in the DOCTYPE (no network, no XXE).
+    return {"resolve_entities": False, "no_network": True, "huge_tree": True, "load_dtd": False}
+
+
+def parse_pubmed_xml(data: bytes) -> ParseResult:
+    """Parse a PubmedArticleSet (efetch output or a baseline/update file).
+
+    Returns every PubmedArticle as a dict and every DeleteCitation PMID. A record that
+    cannot be understood is reported in ``errors`` and the rest still parse. Malformed XML
+    raises :class:`ParseError` carrying the records parsed before the fault.
+    """
+    result = ParseResult()
+    events = etree.iterparse(
+        io.BytesIO(data),
+        events=("end",),
+        tag=("PubmedArticle", "DeleteCitation", "PubmedBookArticle"),
+        **_xml_parser_kwargs(),
+    )
+    try:
+        for _, el in events:
+            if el.tag == "PubmedArticle":
+                try:
+                    result.records.append(parse_article(el))
+                except (ValueError, TypeError) as exc:
+                    result.errors.append(f"skipped a PubmedArticle: {exc}")
+            elif el.tag == "DeleteCitation":
+                for pmid in el.findall("PMID"):
+                    if (pmid.text or "").strip().isdigit():
+                        result.deleted.append(int(pmid.text))
+            el.clear(keep_tail=True)
+    except etree.XMLSyntaxError as exc:
+        error = ParseError(f"malformed XML: {exc}")
+        error.partial = result  # type: ignore[attr-defined]
+        raise error from exc
+    return result
+
+
+def parse_article(article) -> dict:
+    """One <PubmedArticle> element to a record dict."""
+    citation = article.find("MedlineCitation")
+    if citation is None:
+        raise ValueError("no MedlineCitation")
+    pmid_el = citation.find("PMID")
+    pmid_text = (pmid_el.text or "").strip() if pmid_el is not None else ""
+    if not pmid_text.isdigit():
+        raise ValueError(f"bad PMID {pmid_text!r}")
+    art = citation.find("Article")
+    if art is None:
+        raise ValueError(f"PMID {pmid_text}: no Article")
+    journal = art.find("Journal")
+    year, pub_date, medline_date = _pub_date(journal)
+    if year is None:
+        year, pub_date = _article_date(art)
+    sections = _abstract_sections(art.find("Abstract"))
+    record = {
+        "pmid": int(pmid_text),
+        "pmid_version": int(pmid_el.get("Version") or 1),
+        "title": element_text(art.find("ArticleTitle")) or element_text(art.find("VernacularTitle")),
+        "abstract_sections": sections,
+        "abstract": join_sections(sections),
+        "journal": element_text(journal.find("Title")) if journal is not None else "",
+        "iso_abbrev": element_text(journal.find("ISOAbbreviation")) if journal is not None else "",
+        "issn": element_text(journal.find("ISSN")) if journal is not None else "",
+        "volume": element_text(journal.find("JournalIssue/Volume")) if journal is not None else "",
+        "issue": element_text(journal.find("JournalIssue/Issue")) if journal is not None else "",
+        "pages": element_text(art.find("Pagination/MedlinePgn")),
+        "year": year,
+        "pub_date": pub_date,
+        "medline_date": medline_date,
+        "languages": [clean_ws(x.text) for x in art.findall("Language") if clean_ws(x.text)],
+        "authors": [_author(a) for a in art.findall("AuthorList/Author")],
+        "publication_types": [
+            {"ui": pt.get("UI"), "name": element_text(pt)}
+            for pt in art.findall("PublicationTypeList/PublicationType")
+        ],
+        "mesh": [_mesh_heading(h) for h in citation.findall("MeshHeadingList/MeshHeading")],
+        "chemicals": [_chemical(c) for c in citation.findall("ChemicalList/Chemical")],
+        "keywords": [
+            element_text(k) for k in citation.findall("KeywordList/Keyword") if element_text(k)
+        ],
+        "databanks": _databanks(art),
+        "comments_corrections": [
+            _comment_correction(c) for c in citation.findall("CommentsCorrectionsList/CommentsCorrections")
+        ],
+        "doi": _doi(article, art),
+        "pmcid": _article_id(article, "pmc"),
+        "sources": ["pubmed"],
+    }
+    record["nct_ids"] = [
+        d["accession"] for d in record["databanks"] if d["name"].lower().startswith("clinicaltrials")
+    ]
+    return record
+
+
+def join_sections(sections: list[dict]) -> str:
+    """The abstract as one text: labelled sections as "LABEL: text", one per paragraph."""
+    parts = []
+    for section in sections:
+        label = section.get("label")
+        parts.append(f"{label}: {section['text']}" if label else section["text"])
+    return "\n\n".join(p for p in parts if p)
+
+
+def _abstract_sections(abstract) -> list[dict]:
+    if abstract is None:
+        return []
+    sections = []
+    for text_el in abstract.findall("AbstractText"):
+        text = element_text(text_el)
+        if not text:
+            continue
+        sections.append(
+            {
+                "label": clean_ws(text_el.get("Label")) or None,
+                "nlm_category": clean_ws(text_el.get("NlmCategory")) or None,
+                "text": text,
+            }
+        )
+    return sections
+
+
+def _pub_date(journal) -> tuple[int | None, str | None, str | None]:
+    if journal is None:
+        return None, None, None
+    pub = journal.find("JournalIssue/PubDate")
+    if pub is None:
+        return None, None, None
+    medline = pub.findtext("MedlineDate")
+    if medline:
+        year, date = parse_free_date(medline)
+        return year, date, clean_ws(medline)
+    season = pub.findtext("Season")
+    year, date = iso_date(pub.findtext("Year"), pub.findtext("Month") or season, pub.findtext("Day"))
+    return year, date, None
+
+
+def _article_date(art) -> tuple[int | None, str | None]:
+    date = art.find("ArticleDate")
+    if date is None:
+        return None, None
+    return iso_date(date.findtext("Year"), date.findtext("Month"), date.findtext("Day"))
+
+
+def _author(author) -> dict:
+    orcid = None
+    for ident in author.findall("Identifier"):
+        if (ident.get("Source") or "").upper() == "ORCID":
+            orcid = clean_ws(ident.text).rsplit("/", 1)[-1] or None
+    return {
+        "last_name": element_text(author.find("LastName")) or None,
+        "fore_name": element_text(author.find("ForeName")) or None,
+        "initials": element_text(author.find("Initials")) or None,
+        "suffix": element_text(author.find("Suffix")) or None,
+        "collective_name": element_text(author.find("CollectiveName")) or None,
+        "orcid": orcid,
+        "affiliations": [
+            element_text(a) for a in author.findall("AffiliationInfo/Affiliation") if element_text(a)
+        ],
+    }
+
+
+def _mesh_heading(heading) -> dict:
+    descriptor = heading.find("DescriptorName")
+    return {
+        "descriptor_ui": descriptor.get("UI") if descriptor is not None else None,
+        "descriptor": element_text(descriptor),
+        "major": (descriptor.get("MajorTopicYN") == "Y") if descriptor is not None else False,
+        "qualifiers": [
+            {"ui": q.get("UI"), "name": element_text(q), "major": q.get("MajorTopicYN") == "Y"}
+            for q in heading.findall("QualifierName")
+        ],
+    }
+
+
+def _chemical(chem) -> dict:
+    name = chem.find("NameOfSubstance")
+    registry = clean_ws(chem.findtext("RegistryNumber"))
+    return {
+        "ui": name.get("UI") if name is not None else None,
+        "name": element_text(name),
+        "registry_number": registry if registry and registry != "0" else None,
+    }
+
+
+def _databanks(art) -> list[dict]:
+    banks = []
+    for bank in art.findall("DataBankList/DataBank"):
+        name = clean_ws(bank.findtext("DataBankName"))
+        for acc in bank.findall("AccessionNumberList/AccessionNumber"):
+            accession = clean_ws(acc.text)
+            if not accession:
+                continue
+            if name.lower().startswith("clinicaltrials"):
+                accession = accession.upper().replace(" ", "")
+            banks.append({"name": name, "accession": accession})
+    return banks
+
+
+def _comment_correction(cc) -> dict:
+    pmid = cc.find("PMID")
+    pmid_text = clean_ws(pmid.text) if pmid is not None else ""
+    return {
+        "ref_type": cc.get("RefType"),
+        "pmid": int(pmid_text) if pmid_text.isdigit() else None,
+        "source": element_text(cc.find("RefSource")) or None,
+        "note": element_text(cc.find("Note")) or None,
+    }
+
+
+def _article_id(article, id_type: str) -> str | None:
+    for aid in article.findall("PubmedData/ArticleIdList/ArticleId"):
+        if aid.get("IdType") == id_type and clean_ws(aid.text):
+            value = clean_ws(aid.text)
+            return normalise_pmcid(value) if id_type == "pmc" else value
+    return None
+
+
+def _doi(article, art) -> str | None:
+    from_ids = _article_id(article, "doi")
+    if from_ids:
+        return normalise_doi(from_ids)
+    for loc in art.findall("ELocationID"):
+        if loc.get("EIdType") == "doi" and loc.get("ValidYN", "Y") == "Y":
+            return normalise_doi(loc.text)
+    return None
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+class NCBIError(RuntimeError):
+    """NCBI answered, but with an error we cannot get past."""
+
+
+class SessionExpired(TransientBodyError):
+    """The WebEnv history session has expired: search again and carry on."""
+
+    retry_same_request = False
+
+
+def check_ncbi_body(content: bytes, expect: str) -> None:
+    """Raise if a 200 response actually carries an error.
+
+    NCBI sometimes answers 200 with an HTML "Service unavailable" page, a JSON
+    ``{"error": "API rate limit exceeded"}``, or an XML ``<ERROR>``.
+    """
+    head = content[:4096].lstrip()
+    lowered = head.lower()
+    if lowered.startswith(b"<!doctype html") or lowered.startswith(b"<html"):
+        raise TransientBodyError("NCBI returned an HTML page instead of data (service unavailable?)")
+    if expect == "json":
+        try:
+            payload = json.loads(content)
+        except ValueError as exc:
+            raise TransientBodyError(f"NCBI returned invalid JSON: {exc}") from exc
+        error = payload.get("error") or payload.get("esearchresult", {}).get("ERROR")
+        if error:
+            text = str(error)
+            if "rate limit" in text.lower():
+                raise TransientBodyError(f"NCBI: {text}")
+            raise NCBIError(f"NCBI esearch error: {text}")
+        return
+    match = re.search(rb"<ERROR>(.*?)</ERROR>", head, re.DOTALL)
+    if match and b"<PubmedArticleSet" not in head:
+        text = match.group(1).decode("utf-8", "replace").strip()
+        if "session" in text.lower() or "webenv" in text.lower():
+            raise SessionExpired(f"NCBI: {text}")
+        raise TransientBodyError(f"NCBI efetch error: {text}")
+    if b"<PubmedArticleSet" not in head and b"<!DOCTYPE PubmedArticleSet" not in head:
+        raise TransientBodyError("NCBI efetch answer is not a PubmedArticleSet")
+    if b"</PubmedArticleSet>" not in content[-256:]:
+        raise TransientBodyError("NCBI efetch answer is truncated")
+
+
+@dataclass
+class SearchResult:
+    count: int
+    webenv: str | None
+    query_key: str | None
+
+
+class PubMedClient:
+    """E-utilities client honouring NCBI's rate limits and usage policy."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        email: str | None = None,
+        tool: str = TOOL_NAME,
+        session: requests.Session | None = None,
+        retries: int = 5,
+        backoff: float = 1.0,
+        rate: float | None = None,
+        timeout: float = 60.0,
+    ):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.api_key = api_key or os.environ.get("NCBI_API_KEY") or None
+        self.email = email or os.environ.get("NCBI_EMAIL") or None
+        self.tool = tool
+        self.session = session or make_session(retries=retries, backoff=backoff)
+        self.retries = retries
+        self.backoff = backoff
+        # NCBI: 3 requests/second without an API key, 10 with one.
+        self.limiter = RateLimiter(rate or (10.0 if self.api_key else 3.0))
+        self.timeout = timeout
+
+    def _params(self, **params) -> dict:
+        params = {k: v for k, v in params.items() if v is not None}
+        params.update({"db": "pubmed", "tool": self.tool})
+        if self.email:
+            params["email"] = self.email
+        if self.api_key:
+            params["api_key"] = self.api_key
+        return params
+
+    def _get(self, endpoint: str, params: dict, expect: str) -> bytes:
+        return get_checked(
+            self.session,
+            self.base_url + endpoint,
+            params=params,
+            check=lambda body: check_ncbi_body(body, expect),
+            limiter=self.limiter,
+            attempts=self.retries,
+            backoff=self.backoff,
+            timeout=self.timeout,
+        )
+
+    def search(self, term: str, mindate: str | None = None, maxdate: str | None = None) -> SearchResult:
+        """esearch with usehistory=y; dates are YYYY/MM/DD publication dates."""
+        params = self._params(
+            term=term, usehistory="y", retmax=0, retmode="json",
+            datetype="pdat" if mindate else None, mindate=mindate, maxdate=maxdate,
+        )
+        body = json.loads(self._get("esearch.fcgi", params, "json"))["esearchresult"]
+        return SearchResult(int(body.get("count", 0)), body.get("webenv"), body.get("querykey"))
+
+    def date_slices(
+        self, term: str, start: dt.date, end: dt.date
+    ) -> Iterator[tuple[str | None, str | None, SearchResult]]:
+        """Split a search into publication-date slices of at most 9,999 hits each."""
+        result = self.search(term, _fmt(start), _fmt(end))
+        if result.count <= ESEARCH_WINDOW:
+            yield _fmt(start), _fmt(end), result
+            return
+        if start >= end:
+            raise NCBIError(
+                f"{result.count} records published on {_fmt(start)} alone: cannot page past 9,999"
+            )
+        middle = start + (end - start) // 2
+        yield from self.date_slices(term, start, middle)
+        yield from self.date_slices(term, middle + dt.timedelta(days=1), end)
+
+    def plan(self, term: str) -> list[tuple[str | None, str | None, SearchResult]]:
+        """The searches to run: one if it fits in 9,999 records, else date slices."""
+        whole = self.search(term)
+        if whole.count <= ESEARCH_WINDOW:
+            return [(None, None, whole)]
+        today = dt.date.today()
+        return list(self.date_slices(term, dt.date(1800, 1, 1), dt.date(today.year + 1, 12, 31)))
+
+    def fetch_batches(
+        self, term: str, batch_size: int = 500, progress: bool = True
+    ) -> Iterator[bytes]:
+        """Yield efetch XML pages covering every record the search finds."""
+        from tqdm import tqdm
+
+        slices = self.plan(term)
+        total = sum(s[2].count for s in slices)
+        with tqdm(total=total, unit="rec", desc="PubMed efetch", disable=not progress) as bar:
+            for mindate, maxdate, result in slices:
+                for page in self._fetch_slice(term, mindate, maxdate, result, batch_size):
+                    yield page
+                    bar.update(page.count(b"<PubmedArticle>"))
+
+    def _fetch_slice(self, term, mindate, maxdate, result, batch_size) -> Iterator[bytes]:
+        start, renewals = 0, 0
+        while start < result.count:
+            params = self._params(
+                WebEnv=result.webenv, query_key=result.query_key, retstart=start,
+                retmax=batch_size, retmode="xml", rettype="abstract",
+            )
+            try:
+                page = self._get("efetch.fcgi", params, "xml")
+            except SessionExpired:
+                # History sessions time out on long runs: search again, resume at the same offset.
+                renewals += 1
+                if renewals > self.retries:
+                    raise
+                result = self.search(term, mindate, maxdate)
+                continue
+            yield page
+            start += batch_size
+
+
+def _fmt(day: dt.date) -> str:
+    return day.strftime("%Y/%m/%d")

@@ -1,0 +1,121 @@
+"""Text helpers shared by every parser: flattening markup, dates, identifiers."""
+
+from __future__ import annotations
+
+import html
+import re
+
+_WS = re.compile(r"\s+")
+_NCT = re.compile(r"\bNCT\s?(\d{8})\b", re.IGNORECASE)
+_DOI = re.compile(r"\b(10\.\d{4,9}/\S+)", re.IGNORECASE)
+
+MONTHS = {
+    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
+    "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
+}
+# Seasons as PubMed writes them; mapped to the season's first month.
+SEASONS = {"spring": 3, "summer": 6, "fall": 9, "autumn": 9, "winter": 12}
+
+
+def clean_ws(text: str | None) -> str:
+    """Collapse runs of whitespace to one space and strip the ends."""
+    if not text:
+        return ""
+    return _WS.sub(" ", text).strip()
+
+
+def element_text(el) -> str:
+    """All text inside an XML element, markup dropped, word boundaries kept.
+
+    Text and tails are concatenated exactly as they appear, so
+    ``in <i>Rattus</i> at`` stays ``in Rattus at`` and ``R<sup>2</sup>`` stays ``R2``.
+    """
+    if el is None:
+        return ""
+    return clean_ws("".join(el.itertext()))
+
+
+def html_to_text(fragment: str | None) -> str:
+    """Plain text from an HTML fragment (Europe PMC abstracts carry <i>, <sup>, <h4>...)."""
+    if not fragment:
+        return ""
+    if "<" not in fragment and "&" not in fragment:
+        return clean_ws(fragment)
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(fragment, "html.parser")
+    # Block elements end a phrase: give them a boundary so words never fuse.
+    for block in soup.find_all(["p", "div", "br", "h1", "h2", "h3", "h4", "h5", "h6", "li"]):
+        block.insert_after(" ")
+    return clean_ws(html.unescape(soup.get_text()))
+
+
+def month_number(token: str) -> int | None:
+    token = token.strip().lower()
+    if token.isdigit():
+        value = int(token)
+        return value if 1 <= value <= 12 else None
+    return MONTHS.get(token[:3]) or SEASONS.get(token)
+
+
+def parse_free_date(text: str | None) -> tuple[int | None, str | None]:
+    """Year and a partial ISO date from free text such as PubMed's MedlineDate.
+
+    "1990 May-Jun" -> (1990, "1990-05"); "2007 Spring" -> (2007, "2007-03");
+    "1998 Dec-1999 Jan" -> (1998, "1998-12"); "2000-2001" -> (2000, "2000").
+    """
+    if not text:
+        return None, None
+    match = re.search(r"\b(1[5-9]\d\d|20\d\d)\b", text)
+    if not match:
+        return None, None
+    year = int(match.group(1))
+    rest = text[match.end():].strip()
+    first = re.match(r"([A-Za-z]+|\d{1,2})\b", rest)
+    month = month_number(first.group(1)) if first else None
+    if month is None:
+        return year, f"{year:04d}"
+    day_match = re.match(r"[A-Za-z]+\s+(\d{1,2})\b", rest)
+    if day_match and 1 <= int(day_match.group(1)) <= 31:
+        return year, f"{year:04d}-{month:02d}-{int(day_match.group(1)):02d}"
+    return year, f"{year:04d}-{month:02d}"
+
+
+def iso_date(year: str | None, month: str | None, day: str | None) -> tuple[int | None, str | None]:
+    """Partial ISO date from PubMed's Year / Month / Day elements."""
+    if not year or not year.strip().isdigit():
+        return None, None
+    y = int(year)
+    m = month_number(month) if month else None
+    if m is None:
+        return y, f"{y:04d}"
+    if day and day.strip().isdigit() and 1 <= int(day) <= 31:
+        return y, f"{y:04d}-{m:02d}-{int(day):02d}"
+    return y, f"{y:04d}-{m:02d}"
+
+
+def nct_ids_in(text: str | None) -> list[str]:
+    """NCT numbers mentioned in free text, normalised and de-duplicated in order."""
+    if not text:
+        return []
+    seen: dict[str, None] = {}
+    for digits in _NCT.findall(text):
+        seen.setdefault(f"NCT{digits}", None)
+    return list(seen)
+
+
+def normalise_doi(value: str | None) -> str | None:
+    """A bare lower-case DOI from a DOI, a doi.org URL or a 'doi:' string."""
+    if not value:
+        return None
+    match = _DOI.search(value.strip())
+    if not match:
+        return None
+    return match.group(1).rstrip(".,;)").lower()
+
+
+def normalise_pmcid(value: str | None) -> str | None:
+    if not value:
+        return None
+    digits = re.sub(r"\D", "", value)
+    return f"PMC{digits}" if digits else None

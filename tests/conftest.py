@@ -1,0 +1,32 @@
+"""Shared fixtures: paths to hand-written fixtures and to the shared real corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CORPUS = Path(os.environ.get("KB_CORPUS", ROOT.parent / "shared" / "corpus"))
+
+
+def require_corpus() -> Path:
+    """The shared corpus; missing is a skip locally but a failure in CI."""
+    if not (CORPUS / "pubmed").is_dir():
+        message = f"shared corpus not found at {CORPUS}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return CORPUS
+
+
+@pytest.fixture
+def corpus() -> Path:
+    return require_corpus()
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
