@@ -217,28 +217,43 @@ def previous_runs(target: Path) -> list[dict]:
         return []
 
 
-def write_fresh(db: sqlite_utils.Database, collected: Collected, progress: bool = False) -> int:
-    """Bulk-write merged records into an empty schema."""
+def default_derivers() -> list:
+    """Derived data computed for every study written: tags, for now."""
+    from .tag_store import Tagging
+
+    return [Tagging()]
+
+
+def write_fresh(db: sqlite_utils.Database, collected: Collected, derivers: list, progress: bool = False) -> int:
+    """Bulk-write merged records, and what the derivers compute from them, into an empty schema."""
     from tqdm import tqdm
 
-    from .schema import CHILD_TABLES
-
-    batch: dict[str, list[dict]] = {name: [] for name in ["studies", *CHILD_TABLES]}
+    batch: dict[str, list[dict]] = {}
     written = 0
 
     def flush() -> None:
         for name, rows in batch.items():
             if rows:
-                db[name].insert_all(rows, batch_size=500)
+                _insert_rows(db, name, rows)
                 rows.clear()
 
+    for deriver in derivers:
+        deriver.prepare(db)
+    items = list(collected.records.items())
     with db.atomic():
-        for study_id, record in tqdm(
-            collected.records.items(), desc="Writing studies", unit="rec", disable=not progress
+        for (study_id, record), derived in tqdm(
+            zip(items, derive_all(derivers, items), strict=True),
+            total=len(items), desc="Writing studies", unit="rec", disable=not progress,
         ):
-            batch["studies"].append(study_row(study_id, record))
-            for name, rows in child_rows(study_id, record).items():
-                batch[name].extend(rows)
+            row = study_row(study_id, record)
+            tables = child_rows(study_id, record)
+            for columns, extra in derived:
+                row.update(columns)
+                for name, rows in extra.items():
+                    tables.setdefault(name, []).extend(rows)
+            batch.setdefault("studies", []).append(row)
+            for name, rows in tables.items():
+                batch.setdefault(name, []).extend(rows)
             written += 1
             if len(batch["studies"]) >= 2000:
                 flush()
@@ -246,7 +261,42 @@ def write_fresh(db: sqlite_utils.Database, collected: Collected, progress: bool 
     return written
 
 
-Hook = Callable[[sqlite_utils.Database, list[str] | None], None]
+PARALLEL_THRESHOLD = 400  # records; below this, starting worker processes costs more than it saves
+_worker_derivers: list = []
+
+
+def _derive_chunk(items: list[tuple[str, dict]]) -> list[list[tuple[dict, dict]]]:
+    return [[d.derive(study_id, record) for d in _worker_derivers] for study_id, record in items]
+
+
+def derive_all(derivers: list, items: list[tuple[str, dict]]) -> Iterator[list[tuple[dict, dict]]]:
+    """Each deriver's output for each record, in order; spread over the CPU cores when worth it."""
+    workers = min(os.cpu_count() or 1, 4)
+    if not derivers or workers < 2 or len(items) < PARALLEL_THRESHOLD:
+        for study_id, record in items:
+            yield [d.derive(study_id, record) for d in derivers]
+        return
+    import multiprocessing
+
+    global _worker_derivers
+    _worker_derivers = derivers  # inherited by the forked workers, never pickled
+    chunk = max(50, len(items) // (workers * 8))
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for results in pool.imap(_derive_chunk, chunks):
+            yield from results
+
+
+def _insert_rows(db: sqlite_utils.Database, table: str, rows: list[dict]) -> None:
+    """Plain executemany (much faster than insert_all); columns are the union over the batch."""
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    sql = (f"insert into [{table}] ({', '.join(f'[{c}]' for c in columns)}) "
+           f"values ({', '.join('?' for _ in columns)})")
+    db.conn.executemany(sql, [[r.get(c) for c in columns] for r in rows])
+
+
+# Steps that derive data (tags...) from the records just written: (db, {study_id: record}).
+Hook = Callable[[sqlite_utils.Database, dict[str, dict]], None]
 
 
 def build(
@@ -258,8 +308,10 @@ def build(
     inputs: list[str] | None = None,
     after_write: list[Hook] | None = None,
     progress: bool = False,
+    derivers: list | None = None,
 ) -> dict:
     """Write a new kb.db from ``collected``, atomically replacing ``target``."""
+    derivers = default_derivers() if derivers is None else derivers
     if not collected.records:
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
@@ -267,9 +319,9 @@ def build(
     history = previous_runs(target)
     with atomic_database(target, copy_existing=False) as db:
         create_schema(db)
-        written = write_fresh(db, collected, progress)
+        written = write_fresh(db, collected, derivers, progress)
         for hook in after_write or []:
-            hook(db, None)
+            hook(db, collected.records)
         stats = _record_run(
             db, history, source, mode, query, inputs or collected.files, started, collected,
             written, len(collected.deleted),
@@ -284,8 +336,10 @@ def import_into(
     source: str,
     inputs: list[str],
     after_write: list[Hook] | None = None,
+    derivers: list | None = None,
 ) -> dict:
     """Merge ``collected`` into an existing kb.db (atomically: copy, change, rename)."""
+    derivers = default_derivers() if derivers is None else derivers
     if not target.exists():
         raise BuildError(f"{target}: no such database (run `kb build` first)")
     if not collected.records and not collected.deleted:
@@ -294,11 +348,14 @@ def import_into(
     started = _now()
     with atomic_database(target, copy_existing=True) as db:
         create_schema(db)
-        touched: list[str] = []
+        touched: dict[str, dict] = {}
         deleted = 0
+        for deriver in derivers:
+            deriver.prepare(db)
         with db.atomic():
             for record in collected.records.values():
-                touched.append(upsert_merged(db, record))
+                study_id, merged = upsert_merged(db, record, derivers)
+                touched[study_id] = merged
             for pmid in collected.deleted:
                 deleted += int(delete_study(db, str(pmid)))
         for hook in after_write or []:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -106,13 +105,13 @@ def build(db_path, from_dir, query, api_key, email, base_url, batch_size, retrie
         if from_dir is not None:
             collected = builder.collect_dir(from_dir, progress=progress)
             stats = builder.build(target, collected, "files", "from-dir",
-                                  inputs=collected.files, after_write=_hooks(), progress=progress)
+                                  inputs=collected.files, progress=progress)
         else:
             client = PubMedClient(base_url=base_url, api_key=api_key, email=email,
                                   retries=retries, backoff=backoff)
             collected = builder.collect_pages(client.fetch_batches(query, batch_size, progress))
             stats = builder.build(target, collected, "pubmed", "network", query=query,
-                                  after_write=_hooks(), progress=progress)
+                                  progress=progress)
     except (builder.BuildError, FetchError, NCBIError) as exc:
         fail(str(exc))
     report(stats)
@@ -143,21 +142,10 @@ def import_(file, db_path):
     if not collected.files:
         fail(collected.errors[0] if collected.errors else f"{file}: nothing to import")
     try:
-        stats = builder.import_into(target, collected, "file", [str(file)], after_write=_hooks())
+        stats = builder.import_into(target, collected, "file", [str(file)])
     except builder.BuildError as exc:
         fail(str(exc))
     report(stats)
-
-
-def _hooks() -> list:
-    """Derived-data steps run inside every build and import (tagging etc.)."""
-    hooks = []
-    try:
-        from .tagging.pipeline import tag_hook
-    except ImportError:
-        return hooks
-    hooks.append(tag_hook)
-    return hooks
 
 
 def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -> list[str]:
@@ -203,7 +191,5 @@ def serve(db_path, host, port, metadata):
         fail(f"{metadata}: no such metadata file")
     args = datasette_args(db_path, host, port, metadata)
     click.echo(f"Serving {db_path} read-only at http://{host}:{port}/", err=True)
-    try:
-        sys.exit(subprocess.call(args, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    # Replace this process: signals sent to `kb serve` reach Datasette itself.
+    os.execve(args[0], args, {**os.environ, "PYTHONUNBUFFERED": "1"})

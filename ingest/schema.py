@@ -40,6 +40,22 @@ STUDIES = {
     "author_count": int,
     "is_retracted": int,
     "has_abstract": int,
+    # Tags, one JSON array per kind (Datasette array facets), filled by the tagger.
+    "indications": str,
+    "mechanisms": str,
+    "side_effects": str,
+    "side_effects_absent": str,
+    "designs": str,
+    "drugs": str,
+    "routes": str,
+    "populations": str,
+    "sample_size": int,
+    "sample_size_evidence": str,
+}
+
+TAG_COLUMNS = {
+    "indication": "indications", "mechanism": "mechanisms", "side_effect": "side_effects",
+    "design": "designs", "drug": "drugs", "route": "routes", "population": "populations",
 }
 
 CHILD_TABLES = {
@@ -89,7 +105,19 @@ INDEXES = [
     ("study_links", ["ref_pmid"], False),
     ("study_links", ["ref_type"], False),
     ("authors", ["last_name"], False),
+    ("study_tags", ["tag_id", "negated"], False),
+    ("study_tags", ["kind"], False),
 ]
+
+# One view per tag kind: each tagged study with its tag, source and evidence sentence.
+TAG_VIEW_SQL = """
+select st.study_id, s.title, s.year, t.id as tag_id, t.label as {kind}, st.negated,
+       st.source, st.section, st.evidence
+from study_tags st
+join tags t on t.id = st.tag_id
+join studies s on s.id = st.study_id
+where st.kind = '{kind}'
+"""
 
 FTS_COLUMNS = ["title", "abstract"]
 
@@ -112,8 +140,25 @@ def create_schema(db: sqlite_utils.Database) -> None:
             },
             pk="id",
         )
+    if "tag_kinds" not in db.table_names():
+        db["tag_kinds"].create({"id": str, "label": str, "description": str}, pk="id")
+    if "tags" not in db.table_names():
+        db["tags"].create(
+            {"id": str, "kind": str, "label": str, "definition": str, "mesh_ids": str,
+             "mesh_names": str, "publication_types": str, "patterns": str},
+            pk="id", foreign_keys=[("kind", "tag_kinds", "id")],
+        )
+    if "study_tags" not in db.table_names():
+        db["study_tags"].create(
+            {"study_id": str, "tag_id": str, "position": int, "kind": str, "source": str,
+             "evidence": str, "section": str, "negated": int, "sentence_index": int},
+            pk=("study_id", "tag_id", "position"),
+            foreign_keys=[("study_id", "studies", "id"), ("tag_id", "tags", "id")],
+        )
     for table, columns, unique in INDEXES:
         db[table].create_index(columns, unique=unique, if_not_exists=True)
+    for kind in TAG_COLUMNS:
+        db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), ignore=True)
     if not db["studies"].detect_fts():
         db["studies"].enable_fts(FTS_COLUMNS, tokenize="porter", create_triggers=True)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,0 +1,83 @@
+"""Scoring the tagger against the hand-annotated gold set in tests/gold/."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .tagger import load_vocabulary, tag_record
+
+EVAL_KINDS = ("indication", "mechanism", "side_effect", "side_effect_absent", "design", "drug", "route")
+
+
+@dataclass
+class Score:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def add(self, predicted: set, gold: set) -> None:
+        self.tp += len(predicted & gold)
+        self.fp += len(predicted - gold)
+        self.fn += len(gold - predicted)
+
+
+def load_gold(folder: Path) -> dict[str, list[dict]]:
+    """Gold parts by name ("a", "b"), each a list of {pmid, kind: [ids]}."""
+    parts = {}
+    for path in sorted(folder.glob("tags_gold_*.jsonl")):
+        parts[path.stem.removeprefix("tags_gold_")] = [
+            json.loads(line) for line in path.read_text().splitlines() if line.strip()
+        ]
+    return parts
+
+
+def predict(records: dict[str, dict], gold: list[dict]) -> dict[str, dict]:
+    vocab = load_vocabulary()
+    out = {}
+    for item in gold:
+        record = records.get(str(item["pmid"]))
+        if record is None:
+            raise KeyError(f"gold PMID {item['pmid']} is not in the corpus")
+        out[str(item["pmid"])] = tag_record(record, vocab).as_dict()
+    return out
+
+
+def score(gold: list[dict], predictions: dict[str, dict]) -> dict[str, Score]:
+    scores = {kind: Score() for kind in EVAL_KINDS}
+    for item in gold:
+        predicted = predictions[str(item["pmid"])]
+        for kind in EVAL_KINDS:
+            scores[kind].add(set(predicted.get(kind) or []), set(item.get(kind) or []))
+    overall = Score()
+    for kind in EVAL_KINDS:
+        overall.tp += scores[kind].tp
+        overall.fp += scores[kind].fp
+        overall.fn += scores[kind].fn
+    scores["overall"] = overall
+    return scores
+
+
+def errors(gold: list[dict], predictions: dict[str, dict], kind: str) -> list[tuple[str, set, set]]:
+    """(pmid, false positives, false negatives) for one kind, for error analysis."""
+    out = []
+    for item in gold:
+        predicted = set(predictions[str(item["pmid"])].get(kind) or [])
+        expected = set(item.get(kind) or [])
+        if predicted != expected:
+            out.append((str(item["pmid"]), predicted - expected, expected - predicted))
+    return out

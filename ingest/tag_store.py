@@ -1,0 +1,65 @@
+"""Writing tags into kb.db: the vocabulary tables, study_tags rows and per-kind arrays."""
+
+from __future__ import annotations
+
+import json
+
+import sqlite_utils
+
+from .schema import TAG_COLUMNS
+from .tagger import KINDS, TagResult, Vocabulary, load_vocabulary, tag_record
+
+
+def write_vocabulary(db: sqlite_utils.Database, vocab: Vocabulary) -> None:
+    db["tag_kinds"].insert_all(
+        ({"id": k, "label": v.get("label"), "description": v.get("description")} for k, v in vocab.kinds.items()),
+        replace=True,
+    )
+    db["tags"].insert_all(
+        (
+            {
+                "id": t.id, "kind": t.kind, "label": t.label, "definition": t.definition,
+                "mesh_ids": json.dumps([m["ui"] for m in t.mesh if m.get("ui")]),
+                "mesh_names": json.dumps([m["name"] for m in t.mesh if m.get("name")]),
+                "publication_types": json.dumps(t.pubtypes),
+                "patterns": json.dumps(t.patterns + t.case_patterns, ensure_ascii=False),
+            }
+            for t in vocab.tags.values()
+        ),
+        replace=True,
+    )
+
+
+def tag_rows(study_id: str, result: TagResult) -> list[dict]:
+    rows, positions = [], {}
+    for ev in result.evidence:
+        position = positions.get(ev.tag_id, 0)
+        positions[ev.tag_id] = position + 1
+        rows.append({
+            "study_id": study_id, "tag_id": ev.tag_id, "position": position, "kind": ev.kind,
+            "source": ev.source, "evidence": ev.evidence, "section": ev.section,
+            "negated": int(ev.negated), "sentence_index": ev.sentence_index,
+        })
+    return rows
+
+
+def tag_columns(result: TagResult) -> dict:
+    columns = {TAG_COLUMNS[kind]: json.dumps(result.tags.get(kind, [])) for kind in KINDS}
+    columns["side_effects_absent"] = json.dumps(result.absent.get("side_effect", []))
+    columns["sample_size"] = result.sample_size
+    columns["sample_size_evidence"] = result.sample_size_evidence
+    return columns
+
+
+class Tagging:
+    """Deriver for builds and imports: tags and sample size of each study written."""
+
+    def __init__(self, vocab: Vocabulary | None = None):
+        self.vocab = vocab or load_vocabulary()
+
+    def prepare(self, db: sqlite_utils.Database) -> None:
+        write_vocabulary(db, self.vocab)
+
+    def derive(self, study_id: str, record: dict) -> tuple[dict, dict[str, list[dict]]]:
+        result = tag_record(record, self.vocab)
+        return tag_columns(result), {"study_tags": tag_rows(study_id, result)}
