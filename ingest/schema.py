@@ -157,6 +157,8 @@ def create_schema(db: sqlite_utils.Database) -> None:
         )
     for table, columns, unique in INDEXES:
         db[table].create_index(columns, unique=unique, if_not_exists=True)
+    _create_trials(db)
+    _create_sentences(db)
     for kind in TAG_COLUMNS:
         db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), ignore=True)
     if not db["studies"].detect_fts():
@@ -178,3 +180,43 @@ def dependent_tables(db: sqlite_utils.Database) -> list[str]:
         for table in db.tables
         if any(fk.other_table == "studies" for fk in table.foreign_keys)
     ]
+
+
+TRIALS = {
+    "nct_id": str, "title": str, "official_title": str, "acronym": str, "brief_summary": str,
+    "detailed_description": str, "study_type": str, "phases": str, "overall_status": str,
+    "start_date": str, "start_year": int, "completion_date": str, "enrollment": int,
+    "enrollment_type": str, "conditions": str, "keywords": str, "interventions": str,
+    "intervention_names": str, "sponsor": str, "sponsor_class": str, "collaborators": str,
+    "allocation": str, "masking": str, "intervention_model": str, "primary_purpose": str,
+    "has_results": int, "primary_outcomes": str, "secondary_outcomes": str, "countries": str,
+    "reference_pmids": str, "indications": str, "drugs": str, "routes": str, "sources": str,
+}
+
+
+def _create_trials(db: sqlite_utils.Database) -> None:
+    if "trials" not in db.table_names():
+        db["trials"].create(TRIALS, pk="nct_id", not_null={"nct_id"})
+        db["trials"].create_index(["start_year"], if_not_exists=True)
+        db["trials"].enable_fts(["title", "official_title", "brief_summary", "conditions",
+                                 "intervention_names"], tokenize="porter", create_triggers=True)
+    if "study_trials" not in db.table_names():
+        # A link only where both ends are in kb.db; `how` says where the link was found
+        # (databank: PubMed DataBank list; abstract: NCT id in the text; trial_reference:
+        # the trial's own reference list).
+        db["study_trials"].create(
+            {"study_id": str, "nct_id": str, "how": str},
+            pk=("study_id", "nct_id", "how"),
+            foreign_keys=[("study_id", "studies", "id"), ("nct_id", "trials", "nct_id")],
+        )
+        db["study_trials"].create_index(["nct_id"], if_not_exists=True)
+
+
+def _create_sentences(db: sqlite_utils.Database) -> None:
+    """Every title and abstract sentence, with its section and the study's context, for claim checking."""
+    if "sentences" not in db.table_names():
+        db["sentences"].create(
+            {"study_id": str, "position": int, "section": str, "section_kind": str, "text": str, "context": str},
+            pk=("study_id", "position"), foreign_keys=[("study_id", "studies", "id")],
+        )
+        db["sentences"].enable_fts(["text", "context"], tokenize="porter", create_triggers=True)

@@ -12,7 +12,7 @@ import json
 import sqlite_utils
 
 from .merge import merge_records
-from .schema import CHILD_TABLES, STUDIES, dependent_tables
+from .schema import CHILD_TABLES, dependent_tables
 
 RETRACTION_TYPES = {"retracted publication"}
 

@@ -7,6 +7,7 @@ import json
 import sqlite_utils
 
 from .schema import TAG_COLUMNS
+from .sentences import record_sentences
 from .tagger import KINDS, TagResult, Vocabulary, load_vocabulary, tag_record
 
 
@@ -62,4 +63,27 @@ class Tagging:
 
     def derive(self, study_id: str, record: dict) -> tuple[dict, dict[str, list[dict]]]:
         result = tag_record(record, self.vocab)
-        return tag_columns(result), {"study_tags": tag_rows(study_id, result)}
+        return tag_columns(result), {
+            "study_tags": tag_rows(study_id, result),
+            "sentences": sentence_rows(study_id, record, result),
+        }
+
+
+def sentence_context(record: dict, result: TagResult) -> str:
+    """What a lone sentence loses: the study's title, drugs, routes, design and year."""
+    parts = [record.get("title") or ""]
+    labels = [t for kind in ("drug", "route", "design", "indication") for t in result.tags.get(kind, [])]
+    if labels:
+        parts.append(" ".join(label.replace("_", " ") for label in labels))
+    if record.get("year"):
+        parts.append(str(record["year"]))
+    return " | ".join(p for p in parts if p)
+
+
+def sentence_rows(study_id: str, record: dict, result: TagResult) -> list[dict]:
+    context = sentence_context(record, result)
+    return [
+        {"study_id": study_id, "position": s.index, "section": s.section, "section_kind": s.section_kind,
+         "text": s.text, "context": context}
+        for s in record_sentences(record)
+    ]

@@ -432,7 +432,8 @@ _MEASUREMENT = re.compile(
 )
 _GENERAL = re.compile(
     r"\b(?:is|are) known\b|\bhas been (?:associated|linked|reported)|\bhave been (?:reported|associated|linked)|"
-    r"\b(?:may|can|could) (?:cause|induce|lead)|\blimits? (?:its|their) (?:use|utility)|\bconcerns? (?:about|over|regarding)|"
+    r"\b(?:may|can|could) (?:cause|induce|lead)|\blimits? (?:its|their) (?:use|utility)|"
+    r"\bconcerns? (?:about|over|regarding)|"
     r"\bdespite\b|\bknown (?:for|to)\b",
     re.IGNORECASE,
 )

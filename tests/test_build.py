@@ -92,7 +92,7 @@ def _dump(path: Path) -> dict:
     return {
         t: sorted(json.dumps(r, sort_keys=True) for r in db[t].rows)
         for t in db.table_names()
-        if t != "ingest_runs" and not t.startswith(("studies_fts", "sqlite_"))
+        if t != "ingest_runs" and "_fts" not in t and not t.startswith("sqlite_")
     }
 
 
