@@ -19,12 +19,14 @@ from pathlib import Path
 
 import sqlite_utils
 
-from . import exports, pubmed
+from . import clinicaltrials, europepmc, exports, pubmed
 from .merge import merge_records
 from .schema import create_schema, optimise
 from .store import child_rows, delete_study, study_id_for, study_row, upsert_merged
+from .trials import link_studies_to_trials, write_trials
 
-RECORD_SUFFIXES = (".xml", ".xml.gz", ".nbib", ".txt", ".ris", ".medline")
+RECORD_SUFFIXES = (".xml", ".xml.gz", ".nbib", ".txt", ".ris", ".medline", ".json", ".json.gz")
+SOURCES = ("pubmed", "europepmc", "clinicaltrials")
 
 
 class BuildError(RuntimeError):
@@ -33,21 +35,44 @@ class BuildError(RuntimeError):
 
 @dataclass
 class Collected:
-    """Records gathered from many inputs, merged by study, in first-seen order."""
+    """Records gathered from many inputs, merged by study (PMID, then DOI), in first-seen order."""
 
     records: dict[str, dict] = field(default_factory=dict)
     deleted: set[int] = field(default_factory=set)
     files: list[str] = field(default_factory=list)
     parsed: int = 0
     errors: list[str] = field(default_factory=list)
+    trials: dict[str, dict] = field(default_factory=dict)
+    by_doi: dict[str, str] = field(default_factory=dict)
 
     def add(self, record: dict) -> None:
         self.parsed += 1
         key = study_id_for(record)
         if record.get("pmid"):
             self.deleted.discard(record["pmid"])
+        doi_key = self.by_doi.get(record.get("doi") or "")
         previous = self.records.get(key)
-        self.records[key] = merge_records(previous, record) if previous else record
+        if doi_key and doi_key != key and self._same_study(doi_key, record):
+            # Known by DOI under another key (a preprint, a record without PMID): one study.
+            other = self.records.pop(doi_key)
+            previous = merge_records(previous, other) if previous else other
+            if not record.get("pmid") and other.get("pmid"):
+                key = doi_key
+        merged = merge_records(previous, record) if previous else record
+        self.records[key] = merged
+        if merged.get("doi"):
+            self.by_doi[merged["doi"]] = key
+
+    def _same_study(self, key: str, record: dict) -> bool:
+        other = self.records.get(key)
+        if other is None:
+            return False
+        # Two different PMIDs with one DOI are two records (errata share DOIs): keep both.
+        return not (record.get("pmid") and other.get("pmid") and record["pmid"] != other["pmid"])
+
+    def add_trial(self, trial: dict) -> None:
+        previous = self.trials.get(trial["nct_id"])
+        self.trials[trial["nct_id"]] = merge_trials(previous, trial) if previous else trial
 
     def delete(self, pmid: int) -> None:
         self.records.pop(str(pmid), None)
@@ -67,6 +92,16 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
+def merge_trials(old: dict, new: dict) -> dict:
+    """Two copies of one trial: every field keeps the richer value."""
+    merged = dict(old)
+    for key, value in new.items():
+        mine = merged.get(key)
+        if mine in (None, "", [], False) or (isinstance(value, (str, list)) and len(value) > len(mine or "")):
+            merged[key] = value
+    return merged
+
+
 def parse_bytes(data: bytes, name: str) -> pubmed.ParseResult:
     """Parse one input whose format is recognised from its content."""
     kind = exports.sniff_format(data)
@@ -76,7 +111,15 @@ def parse_bytes(data: bytes, name: str) -> pubmed.ParseResult:
         return exports.parse_medline(data)
     if kind == "ris":
         return exports.parse_ris(data)
-    raise pubmed.ParseError("not PubMed XML, MEDLINE text or RIS")
+    if kind == "europepmc":
+        page = europepmc.parse_search_page(data)
+        return pubmed.ParseResult(records=page.records, errors=page.errors)
+    if kind == "clinicaltrials":
+        trials = clinicaltrials.parse_studies_page(data)
+        return pubmed.ParseResult(trials=trials.trials, errors=trials.errors)
+    if kind == "json":
+        raise pubmed.ParseError("JSON, but neither a Europe PMC search page nor a ClinicalTrials.gov /studies page")
+    raise pubmed.ParseError("not PubMed XML, MEDLINE text, RIS, Europe PMC or ClinicalTrials.gov JSON")
 
 
 def input_files(directory: Path) -> list[Path]:
@@ -94,13 +137,20 @@ def input_files(directory: Path) -> list[Path]:
     return files
 
 
-def collect_file(collected: Collected, path: Path, label: str | None = None) -> None:
+KIND_SOURCE = {"xml": "pubmed", "medline": "pubmed", "ris": "pubmed", "europepmc": "europepmc",
+               "clinicaltrials": "clinicaltrials"}
+
+
+def collect_file(collected: Collected, path: Path, label: str | None = None,
+                 sources: Iterable[str] = SOURCES) -> None:
     """Parse one file into ``collected``; a bad file is reported, never fatal."""
     label = label or str(path)
     try:
         data = read_bytes(path)
-    except OSError as exc:
-        collected.errors.append(f"{label}: cannot read ({exc.strerror or exc})")
+    except (OSError, pubmed.ParseError) as exc:
+        collected.errors.append(f"{label}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+        return
+    if KIND_SOURCE.get(exports.sniff_format(data) or "", "pubmed") not in set(sources):
         return
     try:
         result = parse_bytes(data, label)
@@ -118,29 +168,32 @@ def collect_file(collected: Collected, path: Path, label: str | None = None) -> 
 def _collect_result(collected: Collected, result: pubmed.ParseResult, label: str) -> None:
     for record in result.records:
         collected.add(record)
+    for trial in result.trials:
+        collected.add_trial(trial)
     for pmid in result.deleted:
         collected.delete(pmid)
     collected.errors.extend(f"{label}: {e}" for e in result.errors)
 
 
-def collect_dir(directory: Path, progress: bool = False) -> Collected:
+def collect_dir(directory: Path, progress: bool = False, sources: Iterable[str] = SOURCES) -> Collected:
     from tqdm import tqdm
 
     files = input_files(directory)
     if not files:
-        raise BuildError(f"--from-dir {directory}: no PubMed XML, MEDLINE or RIS files found")
+        raise BuildError(f"--from-dir {directory}: no PubMed XML, MEDLINE, RIS, Europe PMC or ClinicalTrials.gov files")
     collected = Collected()
     for path in tqdm(files, desc="Parsing files", unit="file", disable=not progress):
-        collect_file(collected, path, str(path.relative_to(directory)))
+        collect_file(collected, path, str(path.relative_to(directory)), sources)
     return collected
 
 
-def collect_pages(pages: Iterable[bytes]) -> Collected:
-    """Records from efetch pages as the client yields them."""
-    collected = Collected()
+def collect_pages(pages: Iterable[bytes], source: str = "pubmed", collected: Collected | None = None) -> Collected:
+    """Records (or trials) from one source's pages as its client yields them."""
+    collected = collected or Collected()
     for number, page in enumerate(pages, 1):
-        collected.files.append(f"efetch page {number}")
-        _collect_result(collected, pubmed.parse_pubmed_xml(page), f"efetch page {number}")
+        label = f"{source} page {number}"
+        collected.files.append(label)
+        _collect_result(collected, parse_bytes(page, label), label)
     return collected
 
 
@@ -312,7 +365,7 @@ def build(
 ) -> dict:
     """Write a new kb.db from ``collected``, atomically replacing ``target``."""
     derivers = default_derivers() if derivers is None else derivers
-    if not collected.records:
+    if not collected.records and not collected.trials:
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
     started = _now()
@@ -320,6 +373,8 @@ def build(
     with atomic_database(target, copy_existing=False) as db:
         create_schema(db)
         written = write_fresh(db, collected, derivers, progress)
+        write_trials(db, collected.trials.values())
+        link_studies_to_trials(db)
         for hook in after_write or []:
             hook(db, collected.records)
         stats = _record_run(
@@ -342,7 +397,7 @@ def import_into(
     derivers = default_derivers() if derivers is None else derivers
     if not target.exists():
         raise BuildError(f"{target}: no such database (run `kb build` first)")
-    if not collected.records and not collected.deleted:
+    if not collected.records and not collected.deleted and not collected.trials:
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
     started = _now()
@@ -358,6 +413,8 @@ def import_into(
                 touched[study_id] = merged
             for pmid in collected.deleted:
                 deleted += int(delete_study(db, str(pmid)))
+        write_trials(db, collected.trials.values())
+        link_studies_to_trials(db)
         for hook in after_write or []:
             hook(db, touched)
         stats = _record_run(

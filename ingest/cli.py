@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from . import build as builder
+from . import clinicaltrials, europepmc
 from .http import FetchError
-from .pubmed import DEFAULT_BASE_URL, DEFAULT_QUERY, NCBIError, PubMedClient
+from .pubmed import DEFAULT_BASE_URL, DEFAULT_QUERY, NCBIError, ParseError, PubMedClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "kb.db"
@@ -75,10 +76,16 @@ def cli() -> None:
               help="Database file to (re)build.")
 @click.option("--from-dir", type=click.Path(path_type=Path),
               help="Build offline from every PubMed XML (.xml, .xml.gz), MEDLINE (.nbib, .txt) and RIS file in DIR.")
+@click.option("--source", "sources", multiple=True, type=click.Choice(builder.SOURCES),
+              help="Source to ingest (repeatable). Default: all three.")
 @click.option("--query", default=DEFAULT_QUERY, show_default=True, help="PubMed search to run.")
 @click.option("--api-key", envvar="NCBI_API_KEY", help="NCBI API key (10 requests/s instead of 3). Env: NCBI_API_KEY.")
 @click.option("--email", envvar="NCBI_EMAIL", help="Contact e-mail sent to NCBI. Env: NCBI_EMAIL.")
 @click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True, help="E-utilities base URL.")
+@click.option("--europepmc-url", default=europepmc.DEFAULT_BASE_URL, show_default=True,
+              help="Europe PMC REST base URL.")
+@click.option("--clinicaltrials-url", default=clinicaltrials.DEFAULT_BASE_URL, show_default=True,
+              help="ClinicalTrials.gov API v2 base URL.")
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000),
               help="Records per efetch request.")
 @click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 20),
@@ -86,35 +93,53 @@ def cli() -> None:
 @click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0, 60),
               help="Back-off factor in seconds between retries.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def build(db_path, from_dir, query, api_key, email, base_url, batch_size, retries, backoff, no_progress):
-    """Build kb.db from scratch, from PubMed or from saved files.
+def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
+          batch_size, retries, backoff, no_progress):
+    """Build kb.db from scratch: PubMed, Europe PMC and ClinicalTrials.gov, or saved files.
 
-    The new database is written beside the old one and renamed over it only when
-    complete: a failed build leaves the existing kb.db untouched.
+    Records found in several sources are merged (by PMID, then DOI); trials are linked to
+    the papers that report them. The new database is written beside the old one and
+    renamed over it only when complete: a failed build leaves the existing kb.db untouched.
 
     \b
     Examples:
         kb build
-        kb build --api-key $NCBI_API_KEY --email me@example.org
-        kb build --from-dir ../shared/corpus/pubmed
+        kb build --source pubmed --api-key $NCBI_API_KEY --email me@example.org
+        kb build --from-dir ../shared/corpus
         kb build --from-dir exports/ --db review.db
     """
     progress = not no_progress
     target = Path(db_path)
+    sources = sources or builder.SOURCES
     try:
         if from_dir is not None:
-            collected = builder.collect_dir(from_dir, progress=progress)
-            stats = builder.build(target, collected, "files", "from-dir",
+            collected = builder.collect_dir(from_dir, progress=progress, sources=sources)
+            stats = builder.build(target, collected, ",".join(sources), "from-dir",
                                   inputs=collected.files, progress=progress)
         else:
-            client = PubMedClient(base_url=base_url, api_key=api_key, email=email,
-                                  retries=retries, backoff=backoff)
-            collected = builder.collect_pages(client.fetch_batches(query, batch_size, progress))
-            stats = builder.build(target, collected, "pubmed", "network", query=query,
+            collected = fetch_sources(sources, query, api_key, email, base_url, europepmc_url,
+                                      clinicaltrials_url, batch_size, retries, backoff, progress)
+            stats = builder.build(target, collected, ",".join(sources), "network", query=query,
                                   progress=progress)
-    except (builder.BuildError, FetchError, NCBIError) as exc:
+    except (builder.BuildError, FetchError, NCBIError, ParseError) as exc:
         fail(str(exc))
     report(stats)
+
+
+def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
+                  batch_size, retries, backoff, progress) -> builder.Collected:
+    """Every record of every selected source, merged as it arrives."""
+    collected = builder.Collected()
+    if "pubmed" in sources:
+        client = PubMedClient(base_url=base_url, api_key=api_key, email=email, retries=retries, backoff=backoff)
+        builder.collect_pages(client.fetch_batches(query, batch_size, progress), "pubmed", collected)
+    if "europepmc" in sources:
+        epmc = europepmc.EuropePMCClient(base_url=europepmc_url, retries=retries, backoff=backoff)
+        builder.collect_pages(epmc.search_pages(progress=progress), "europepmc", collected)
+    if "clinicaltrials" in sources:
+        ctgov = clinicaltrials.ClinicalTrialsClient(base_url=clinicaltrials_url, retries=retries, backoff=backoff)
+        builder.collect_pages(ctgov.pages(progress=progress), "clinicaltrials", collected)
+    return collected
 
 
 @cli.command(name="import")

@@ -136,8 +136,9 @@ def parse_result(result: dict) -> dict:
         "is_preprint": source == "PPR" or any(p.lower() == "preprint" for p in raw_types),
     }
     # dbCrossReferenceList / tmAccessionTypeList only name databases ("EMBL", "nct"), never
-    # accessions, so trial numbers can only be read from the text itself.
-    record["nct_ids"] = nct_ids_in(" ".join([title, record["abstract"], *keywords]))
+    # accessions. Trial numbers in the text are found (and labelled as such) by the trial
+    # linker, so only keywords, the nearest thing to a registry field, count as databank ids.
+    record["nct_ids"] = nct_ids_in(" ".join(keywords))
     record["databanks"] = [{"name": CTGOV, "accession": nct} for nct in record["nct_ids"]]
     return record
 

@@ -30,6 +30,12 @@ def sniff_format(data: bytes) -> str | None:
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith(b"<"):
         return "xml"
+    if head.startswith(b"{"):
+        if b'"resultList"' in data[:65536] or b'"hitCount"' in head:
+            return "europepmc"
+        if b'"studies"' in data[:65536] or b'"protocolSection"' in data[:65536]:
+            return "clinicaltrials"
+        return "json"
     if re.match(rb"PMID\s*-", head) or re.search(rb"^PMID- ", head, re.MULTILINE):
         return "medline"
     if re.match(rb"TY  -", head) or re.search(rb"^TY  - ", head, re.MULTILINE):

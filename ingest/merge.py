@@ -42,6 +42,12 @@ def merge_records(old: dict, new: dict) -> dict:
     for name, key in UNION_FIELDS.items():
         merged[name] = _union(old.get(name) or [], new.get(name) or [], key)
     merged["mesh"] = _merge_mesh(old.get("mesh") or [], new.get("mesh") or [])
+    for name in ("is_open_access", "is_preprint"):
+        if old.get(name) is not None or new.get(name) is not None:
+            merged[name] = bool(old.get(name) or new.get(name))
+    if old.get("cited_by_count") is not None or new.get("cited_by_count") is not None:
+        merged["cited_by_count"] = max(old.get("cited_by_count") or 0, new.get("cited_by_count") or 0)
+    merged["source_id"] = old.get("source_id") or new.get("source_id")
     merged["authors"] = _merge_authors(old.get("authors") or [], new.get("authors") or [])
     for name in set(new) - set(merged):
         merged[name] = copy.deepcopy(new[name])

@@ -46,6 +46,7 @@ class ParseResult:
     records: list[dict] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    trials: list[dict] = field(default_factory=list)  # ClinicalTrials.gov pages only
 
 
 # --------------------------------------------------------------------------- parsing

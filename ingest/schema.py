@@ -40,6 +40,11 @@ STUDIES = {
     "author_count": int,
     "is_retracted": int,
     "has_abstract": int,
+    # From Europe PMC, when it contributed.
+    "europepmc_id": str,
+    "is_open_access": int,
+    "cited_by_count": int,
+    "is_preprint": int,
     # Tags, one JSON array per kind (Datasette array facets), filled by the tagger.
     "indications": str,
     "mechanisms": str,

@@ -46,6 +46,10 @@ def is_retracted(record: dict) -> bool:
     )
 
 
+def _flag(value) -> int | None:
+    return None if value is None else int(bool(value))
+
+
 def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -83,6 +87,10 @@ def study_row(study_id: str, record: dict) -> dict:
         "author_count": len(authors),
         "is_retracted": int(is_retracted(record)),
         "has_abstract": int(bool(record.get("abstract"))),
+        "europepmc_id": record.get("source_id"),
+        "is_open_access": _flag(record.get("is_open_access")),
+        "cited_by_count": record.get("cited_by_count"),
+        "is_preprint": _flag(record.get("is_preprint")),
     }
     return row
 
@@ -190,6 +198,10 @@ def read_record(db: sqlite_utils.Database, study_id: str) -> dict | None:
         ],
         **{k: row[k] or "" for k in ("journal", "iso_abbrev", "issn", "volume", "issue", "pages")},
         "year": row["year"],
+        "source_id": row["europepmc_id"],
+        "is_open_access": None if row["is_open_access"] is None else bool(row["is_open_access"]),
+        "cited_by_count": row["cited_by_count"],
+        "is_preprint": None if row["is_preprint"] is None else bool(row["is_preprint"]),
         "pub_date": row["pub_date"],
         "medline_date": row["medline_date"],
         "languages": json.loads(row["languages"] or "[]"),

@@ -184,7 +184,7 @@ def test_failed_build_leaves_existing_db_untouched(inputs, tmp_path):
     before = digest(target)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(builder.BuildError, match="no PubMed XML, MEDLINE or RIS files"):
+    with pytest.raises(builder.BuildError, match="no PubMed XML, MEDLINE, RIS, Europe PMC or ClinicalTrials.gov files"):
         build_dir(empty, target)
     with pytest.raises(builder.BuildError, match="no such directory"):
         build_dir(tmp_path / "missing", target)

@@ -121,7 +121,8 @@ def test_import_errors(existing_db, tmp_path, fixtures):
     junk = tmp_path / "junk.txt"
     junk.write_text("hello world\n")
     result = run("import", str(junk), "--db", str(existing_db))
-    assert result.exit_code == 1 and "not PubMed XML, MEDLINE text or RIS" in one_line_error(result)
+    assert result.exit_code == 1
+    assert "not PubMed XML, MEDLINE text, RIS, Europe PMC or ClinicalTrials.gov JSON" in one_line_error(result)
     result = run("import", str(fixtures / "pubmed" / "export.ris"), "--db", str(tmp_path / "none.db"))
     assert result.exit_code == 1 and "run `kb build` first" in one_line_error(result)
     assert digest(existing_db) == before
@@ -136,7 +137,7 @@ def test_network_build_against_loopback_server(httpserver, fixtures, tmp_path):
     httpserver.expect_ordered_request("/efetch.fcgi").respond_with_data(
         (eutils / "efetch_page2.xml").read_bytes())
     db = tmp_path / "kb.db"
-    result = run("build", "--db", str(db), "--base-url", httpserver.url_for("/"),
+    result = run("build", "--db", str(db), "--source", "pubmed", "--base-url", httpserver.url_for("/"),
                  "--batch-size", "2", "--backoff", "0", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "3 studies in kb.db" in result.stderr
@@ -145,7 +146,7 @@ def test_network_build_against_loopback_server(httpserver, fixtures, tmp_path):
 def test_network_failure_leaves_db_untouched(httpserver, existing_db):
     before = digest(existing_db)
     httpserver.expect_request("/esearch.fcgi").respond_with_data("down", status=503)
-    result = run("build", "--db", str(existing_db), "--base-url", httpserver.url_for("/"),
+    result = run("build", "--db", str(existing_db), "--source", "pubmed", "--base-url", httpserver.url_for("/"),
                  "--retries", "1", "--backoff", "0", "--no-progress")
     assert result.exit_code == 1
     assert "HTTP 503" in one_line_error(result)

@@ -1,0 +1,415 @@
+"""ketamine-kb's Datasette pages: study and trial details, tag labels, links, robots header.
+
+Loaded by ``kb serve`` from ``--plugins-dir ingest/plugins``. Templates get two async
+functions, ``kb_study(database, id)`` and ``kb_trial(database, nct_id)``, returning everything a
+study or trial page shows, plus ``kb_home(database)`` for the home page. Every piece of record
+text reaches the page escaped: the only markup this module produces is built with
+``markupsafe.escape`` around the stored text (``<mark>`` for a matched phrase, ``<a>`` for ids).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+
+from datasette import hookimpl
+from markupsafe import Markup, escape
+
+# The order kinds are shown in on a study page.
+KIND_ORDER = ("design", "indication", "drug", "route", "population", "mechanism", "side_effect")
+TAG_ARRAY_COLUMNS = {
+    "indications": "indication", "mechanisms": "mechanism", "side_effects": "side_effect",
+    "side_effects_absent": "side_effect", "designs": "design", "drugs": "drug", "routes": "route",
+    "populations": "population",
+}
+TAGGED_TABLES = {"studies", "trials"}
+LINK_ORDER = {"RetractionIn": 0, "RetractionOf": 1, "ExpressionOfConcernIn": 2, "ErratumIn": 3, "UpdateIn": 4}
+_NCT = re.compile(r"NCT\d{8}")
+_PMID = re.compile(r"\d{1,9}")
+
+
+# --------------------------------------------------------------------------- highlighting
+
+
+@lru_cache(maxsize=1)
+def _vocabulary():
+    try:
+        from ingest.tagger import load_vocabulary
+
+        return load_vocabulary()
+    except Exception:  # pragma: no cover - the package is always importable under `kb serve`
+        return None
+
+
+@lru_cache(maxsize=512)
+def _fallback_regexes(patterns_json: str) -> tuple[re.Pattern, ...]:
+    """A tag's patterns as stored in kb.db (case-insensitive), for tags the vocabulary no longer has."""
+    out = []
+    try:
+        patterns = json.loads(patterns_json or "[]")
+    except ValueError:
+        return ()
+    for pattern in patterns if isinstance(patterns, list) else ():
+        try:
+            out.append(re.compile(f"(?:{pattern})(?![\\w])", re.IGNORECASE))
+        except (re.error, TypeError):
+            continue
+    return tuple(out)
+
+
+def _left_boundary(text: str, start: int) -> bool:
+    return start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "-_")
+
+
+def match_spans(text: str, tag_id: str, source: str | None = None, patterns_json: str | None = None,
+                mesh_names: str | None = None) -> list[tuple[int, int]]:
+    """Where a tag's phrase occurs in its evidence text: non-overlapping (start, end) pairs."""
+    if not text:
+        return []
+    if source == "publication_type":
+        return [(0, len(text))]
+    if source == "mesh":
+        descriptor = text.split("/", 1)[0]
+        return [(0, len(descriptor))] if descriptor else []
+    regexes: list[re.Pattern] = []
+    vocab = _vocabulary()
+    tag = vocab.tags.get(tag_id) if vocab else None
+    if tag is not None:
+        regexes = [r for r in (tag.slow_regex, tag.case_regex) if r is not None]
+    elif patterns_json:
+        regexes = list(_fallback_regexes(patterns_json))
+    spans = []
+    for regex in regexes:
+        for m in regex.finditer(text):
+            if m.end() > m.start() and _left_boundary(text, m.start()):
+                spans.append((m.start(), m.end()))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def highlight(text: str | None, spans: list[tuple[int, int]]) -> Markup:
+    """The text escaped, with each span wrapped in <mark> (escape first, then mark)."""
+    text = text or ""
+    out, position = [], 0
+    for start, end in spans:
+        out.append(escape(text[position:start]))
+        out.append(Markup("<mark>") + escape(text[start:end]) + Markup("</mark>"))
+        position = end
+    out.append(escape(text[position:]))
+    return Markup("").join(out)
+
+
+# --------------------------------------------------------------------------- data for templates
+
+
+def _json_list(value) -> list:
+    if not value:
+        return []
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return []
+    return parsed if isinstance(parsed, list) else []
+
+
+async def _tables(db) -> set[str]:
+    return set(await db.table_names()) | set(await db.view_names())
+
+
+async def _rows(db, sql: str, params) -> list[dict]:
+    return [dict(r) for r in (await db.execute(sql, params)).rows]
+
+
+async def tag_labels(datasette, database: str) -> dict[str, dict]:
+    """Every tag's id -> {label, kind, definition}, read once per database (kb.db is immutable)."""
+    cache = datasette.__dict__.setdefault("_kb_tag_labels", {})
+    if database not in cache:
+        db = datasette.get_database(database)
+        labels = {}
+        if "tags" in await db.table_names():
+            for row in await _rows(db, "select id, kind, label, definition from tags", []):
+                labels[row["id"]] = row
+        cache[database] = labels
+    return cache[database]
+
+
+def pubmed_url(pmid) -> str | None:
+    return f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/" if pmid and _PMID.fullmatch(str(pmid)) else None
+
+
+def doi_url(doi: str | None) -> str | None:
+    # DOIs are arbitrary text: the template escapes the URL; here only the scheme is fixed.
+    return f"https://doi.org/{doi}" if doi and doi.startswith("10.") else None
+
+
+def pmc_url(pmcid: str | None) -> str | None:
+    return f"https://pmc.ncbi.nlm.nih.gov/articles/{pmcid}/" if pmcid and re.fullmatch(r"PMC\d+", pmcid) else None
+
+
+def trial_url(nct_id: str | None) -> str | None:
+    return f"https://clinicaltrials.gov/study/{nct_id}" if nct_id and _NCT.fullmatch(nct_id) else None
+
+
+async def study_detail(datasette, database: str, study_id: str) -> dict | None:
+    db = datasette.get_database(database)
+    tables = await _tables(db)
+    found = await _rows(db, "select * from studies where id = ?", [study_id])
+    if not found:
+        return None
+    study = found[0]
+    labels = await tag_labels(datasette, database)
+
+    def labelled(column: str) -> list[dict]:
+        return [{"id": t, "label": (labels.get(t) or {}).get("label") or t} for t in _json_list(study.get(column))]
+
+    detail = {
+        "study": study,
+        "designs": labelled("designs"), "drugs": labelled("drugs"), "routes": labelled("routes"),
+        "indications": labelled("indications"), "populations": labelled("populations"),
+        "mesh_terms": _json_list(study.get("mesh_terms")), "keywords": _json_list(study.get("keywords")),
+        "publication_types": _json_list(study.get("publication_type_names")),
+        "links": {"pubmed": pubmed_url(study.get("pmid")), "doi": doi_url(study.get("doi")),
+                  "pmc": pmc_url(study.get("pmcid"))},
+        "sections": [], "authors": [], "tag_groups": [], "trials": [], "corrections": [],
+    }
+    if "abstract_sections" in tables:
+        detail["sections"] = await _rows(
+            db, "select label, nlm_category, text from abstract_sections where study_id = ? order by position",
+            [study_id])
+    if "authors" in tables:
+        detail["authors"] = await _rows(
+            db, "select last_name, fore_name, initials, collective_name, orcid from authors "
+                "where study_id = ? order by position", [study_id])
+    if "study_links" in tables:
+        links = await _rows(db, "select ref_type, ref_pmid, ref_source, note from study_links "
+                                "where study_id = ? order by position", [study_id])
+        for link in links:
+            link["url"] = pubmed_url(link["ref_pmid"])
+        detail["corrections"] = sorted(links, key=lambda r: LINK_ORDER.get(r["ref_type"], 9))
+    if {"study_tags", "tags"} <= tables:
+        detail["tag_groups"] = await _tag_groups(db, study_id, tables)
+    detail["trials"] = await _study_trials(db, study, tables)
+    return detail
+
+
+async def _tag_groups(db, study_id: str, tables: set[str]) -> list[dict]:
+    kinds = {}
+    if "tag_kinds" in tables:
+        kinds = {r["id"]: r for r in await _rows(db, "select id, label, description from tag_kinds", [])}
+    rows = await _rows(
+        db,
+        "select st.tag_id, st.kind, st.source, st.evidence, st.section, st.negated, t.label, t.definition, "
+        "t.patterns from study_tags st join tags t on t.id = st.tag_id where st.study_id = ? "
+        "order by st.kind, t.label, st.position",
+        [study_id],
+    )
+    groups: dict[str, dict] = {}
+    for row in rows:
+        kind = row["kind"]
+        group = groups.setdefault(kind, {
+            "kind": kind, "label": (kinds.get(kind) or {}).get("label") or kind.replace("_", " ").capitalize(),
+            "description": (kinds.get(kind) or {}).get("description"), "tags": {},
+        })
+        tag = group["tags"].setdefault(row["tag_id"], {
+            "id": row["tag_id"], "label": row["label"] or row["tag_id"], "definition": row["definition"],
+            "evidence": [], "reported": False, "absent": False,
+        })
+        if row["negated"]:
+            tag["absent"] = True
+        else:
+            tag["reported"] = True
+        spans = match_spans(row["evidence"] or "", row["tag_id"], row["source"], row["patterns"])
+        tag["evidence"].append({
+            "source": row["source"], "section": row["section"], "negated": bool(row["negated"]),
+            "html": highlight(row["evidence"], spans), "matched": bool(spans),
+        })
+    ordered = sorted(groups.values(), key=lambda g: KIND_ORDER.index(g["kind"]) if g["kind"] in KIND_ORDER else 99)
+    for group in ordered:
+        group["tags"] = list(group["tags"].values())
+    return ordered
+
+
+async def _study_trials(db, study: dict, tables: set[str]) -> list[dict]:
+    trials: dict[str, dict] = {}
+    if {"study_trials", "trials"} <= tables:
+        for row in await _rows(
+            db,
+            "select st.nct_id, group_concat(st.how, ', ') as how, t.title, t.overall_status, t.phases, t.start_year "
+            "from study_trials st left join trials t on t.nct_id = st.nct_id where st.study_id = ? "
+            "group by st.nct_id order by st.nct_id",
+            [study["id"]],
+        ):
+            row["in_kb"] = row["title"] is not None or row["start_year"] is not None
+            row["phases"] = _json_list(row["phases"])
+            trials[row["nct_id"]] = row
+    known: set[str] = set()
+    extra = [n for n in _json_list(study.get("nct_ids")) if isinstance(n, str) and n not in trials]
+    if extra and "trials" in tables:
+        marks = ", ".join("?" for _ in extra)
+        known = {r["nct_id"] for r in await _rows(db, f"select nct_id from trials where nct_id in ({marks})", extra)}
+    for nct in extra:
+        trials[nct] = {"nct_id": nct, "how": "registry number in the record", "title": None,
+                       "overall_status": None, "phases": [], "start_year": None, "in_kb": nct in known}
+    for row in trials.values():
+        row["registry_url"] = trial_url(row["nct_id"])
+    return list(trials.values())
+
+
+async def trial_detail(datasette, database: str, nct_id: str) -> dict | None:
+    db = datasette.get_database(database)
+    tables = await _tables(db)
+    found = await _rows(db, "select * from trials where nct_id = ?", [nct_id])
+    if not found:
+        return None
+    trial = found[0]
+    labels = await tag_labels(datasette, database)
+
+    def labelled(column: str) -> list[dict]:
+        return [{"id": t, "label": (labels.get(t) or {}).get("label") or t} for t in _json_list(trial.get(column))]
+
+    interventions = [i for i in _json_list(trial.get("interventions")) if isinstance(i, dict)]
+    detail = {
+        "trial": trial,
+        "phases": [str(p) for p in _json_list(trial.get("phases"))],
+        "conditions": _json_list(trial.get("conditions")), "keywords": _json_list(trial.get("keywords")),
+        "interventions": interventions, "collaborators": _json_list(trial.get("collaborators")),
+        "countries": _json_list(trial.get("countries")),
+        "primary_outcomes": [o for o in _json_list(trial.get("primary_outcomes")) if isinstance(o, dict)],
+        "indications": labelled("indications"), "drugs": labelled("drugs"), "routes": labelled("routes"),
+        "registry_url": trial_url(trial["nct_id"]), "papers": [], "other_references": [],
+    }
+    linked: set[int] = set()
+    if "study_trials" in tables:
+        papers = await _rows(
+            db,
+            "select s.id, s.pmid, s.title, s.journal, s.year, s.designs, s.is_retracted, group_concat(st.how, ', ') "
+            "as how from study_trials st join studies s on s.id = st.study_id where st.nct_id = ? "
+            "group by s.id order by s.year, s.id",
+            [nct_id],
+        )
+        for paper in papers:
+            paper["designs"] = [(labels.get(d) or {}).get("label") or d for d in _json_list(paper["designs"])]
+            paper["pubmed_url"] = pubmed_url(paper["pmid"])
+            if paper["pmid"]:
+                linked.add(int(paper["pmid"]))
+        detail["papers"] = papers
+    for pmid in _json_list(trial.get("reference_pmids")):
+        try:
+            number = int(pmid)
+        except (TypeError, ValueError):
+            continue
+        if number not in linked:
+            detail["other_references"].append({"pmid": number, "url": pubmed_url(number)})
+    return detail
+
+
+async def home_detail(datasette, database: str) -> dict:
+    """Counts and canned queries for the home page."""
+    try:
+        db = datasette.get_database(database)
+    except KeyError:
+        return {"database": None, "queries": [], "counts": {}}
+    tables = await _tables(db)
+    counts = {}
+    for table in ("studies", "trials", "study_tags"):
+        if table in tables:
+            counts[table] = (await db.execute(f"select count(*) from [{table}]")).first()[0]
+    queries = await datasette.get_canned_queries(database, None)
+    return {
+        "database": database,
+        "counts": counts,
+        "queries": [{"name": name, "title": q.get("title") or name, "description": q.get("description")}
+                    for name, q in queries.items()],
+    }
+
+
+@hookimpl
+def extra_template_vars(datasette):
+    async def kb_study(database, study_id):
+        return await study_detail(datasette, database, str(study_id))
+
+    async def kb_trial(database, nct_id):
+        return await trial_detail(datasette, database, str(nct_id))
+
+    async def kb_home(database="kb"):
+        return await home_detail(datasette, database)
+
+    return {"kb_study": kb_study, "kb_trial": kb_trial, "kb_home": kb_home}
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def _chips(datasette, database: str, table: str, column: str, ids: list, labels: dict) -> Markup:
+    base = datasette.urls.table(database, table)
+    parts = []
+    for tag_id in ids:
+        if not isinstance(tag_id, str):
+            return None
+        label = (labels.get(tag_id) or {}).get("label") or tag_id
+        href = f"{base}?{column}__arraycontains={tag_id}"
+        parts.append(Markup('<a class="kb-chip" href="{}" title="{}">{}</a>').format(href, tag_id, label))
+    return Markup(" ").join(parts)
+
+
+@hookimpl
+def render_cell(value, column, table, database, datasette):
+    """Tag-id arrays as labelled links; study_id / nct_id in query results as links to their pages."""
+    if table in TAGGED_TABLES and column in TAG_ARRAY_COLUMNS and isinstance(value, str) and value.startswith("["):
+        ids = _json_list(value)
+
+        async def chips():
+            if not ids:
+                return None
+            return _chips(datasette, database, table, column, ids, await tag_labels(datasette, database))
+
+        return chips()
+    if table is None and isinstance(value, str) and value:
+        if column == "study_id":
+            return Markup('<a href="{}">{}</a>').format(datasette.urls.row(database, "studies", value), value)
+        if column == "nct_id" and _NCT.fullmatch(value):
+            return Markup('<a href="{}">{}</a>').format(datasette.urls.row(database, "trials", value), value)
+    return None
+
+
+# --------------------------------------------------------------------------- robots
+
+
+def robots_blocked(config: dict | None) -> bool:
+    """True unless datasette-block-robots is configured to let crawlers in somewhere."""
+    config = config or {}
+    if config.get("literal"):
+        return False
+    disallow = config.get("disallow")
+    if isinstance(disallow, str):
+        disallow = [disallow]
+    if config.get("allow_only_index"):
+        return False
+    return not disallow or "/" in disallow
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    def wrap(app):
+        async def add_header(scope, receive, send):
+            if scope["type"] != "http" or not robots_blocked(datasette.plugin_config("datasette-block-robots")):
+                await app(scope, receive, send)
+                return
+
+            async def send_with_header(event):
+                if event["type"] == "http.response.start":
+                    headers = [h for h in event.get("headers", []) if h[0].lower() != b"x-robots-tag"]
+                    event = {**event, "headers": headers + [(b"x-robots-tag", b"noindex, nofollow")]}
+                await send(event)
+
+            await app(scope, receive, send_with_header)
+
+        return add_header
+
+    return wrap
