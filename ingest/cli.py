@@ -173,6 +173,63 @@ def import_(file, db_path):
     report(stats)
 
 
+def _record_from_json(item: dict) -> dict:
+    """A tagger record from a user's JSON object (title, abstract, optional MeSH and types)."""
+    from .exports import split_inline_sections
+
+    if not isinstance(item, dict):
+        raise ValueError("each line must be a JSON object")
+    title, abstract = item.get("title") or "", item.get("abstract") or ""
+    if not isinstance(title, str) or not isinstance(abstract, str):
+        raise ValueError("title and abstract must be strings")
+    if not title and not abstract:
+        raise ValueError("needs a title or an abstract")
+    mesh = [m if isinstance(m, dict) else {"descriptor": str(m).split("/")[0].lstrip("*"), "qualifiers": []}
+            for m in item.get("mesh") or []]
+    types = [p if isinstance(p, dict) else {"name": str(p)} for p in item.get("publication_types") or []]
+    return {"title": title, "abstract": abstract, "abstract_sections": split_inline_sections(abstract),
+            "mesh": mesh, "publication_types": types}
+
+
+@cli.command(name="tag-text")
+@click.argument("input", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+              help="Where to write the tagged JSON lines (default: stdout).")
+def tag_text(input, output):
+    """Tag your own abstracts: JSON lines in, the same lines with tags out.
+
+    Each input line is an object with "title" and/or "abstract" (optionally "mesh" and
+    "publication_types" as lists of names). Each output line is that object plus "tags":
+    indication, mechanism, side_effect (and side_effect_absent), design, drug, route,
+    population, sample_size, and the evidence sentence (with its negation flag) for each tag.
+
+    \b
+    Examples:
+        kb tag-text my-abstracts.jsonl > tagged.jsonl
+        echo '{"title": "Intranasal esketamine in TRD"}' | kb tag-text
+    """
+    import json
+
+    from .tagger import load_vocabulary, tag_record
+
+    vocab = load_vocabulary()
+    problems = 0
+    for number, line in enumerate(input, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            record = _record_from_json(item)
+        except ValueError as exc:
+            click.echo(f"Error: line {number}: {exc}", err=True)
+            problems += 1
+            continue
+        item["tags"] = tag_record(record, vocab).as_dict()
+        output.write(json.dumps(item, ensure_ascii=False) + "\n")
+    if problems:
+        sys.exit(1)
+
+
 def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -> list[str]:
     args = [
         sys.executable, "-m", "datasette", "serve", "-i", str(db_path),

@@ -79,9 +79,11 @@ def record_sentences(record: dict) -> list[Sentence]:
     unstructured = all(not s.get("label") for s in sections)
     for section in sections:
         kind = section_kind(section.get("label"), section.get("nlm_category"))
-        for number, text in enumerate(split_sentences(section["text"])):
+        texts = split_sentences(section["text"])
+        for number, text in enumerate(texts):
             this_kind = kind
-            if unstructured and kind == "abstract" and number == 0 and len(sections) == 1:
+            # A long unstructured abstract usually opens with background; a short text does not.
+            if unstructured and kind == "abstract" and number == 0 and len(sections) == 1 and len(texts) >= 4:
                 this_kind = "background" if not _STUDY_VOICE.search(text) else "abstract"
             out.append(Sentence(text, section.get("label"), this_kind, len(out)))
     return out

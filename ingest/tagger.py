@@ -458,7 +458,18 @@ def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]]) -> 
             return False
         # The same words already name an indication ("cluster headache", "cognitive decline").
         return not _overlaps(mention, claimed)
+    if kind == "indication" and where != "title" and (
+            _MEASUREMENT.search(mention.sentence.text) or _COMORBID.search(mention.sentence.text)):
+        # "assessed with the Edinburgh Postnatal Depression Scale", "comorbid PTSD": not the indication.
+        return False
+    if kind == "design" and where == "background":
+        # An objective ("to assess, in a randomised trial, ...") states the study's own design.
+        return bool(_OBJECTIVE_LABEL.match(mention.sentence.section or ""))
     return where != "background"
+
+
+_COMORBID = re.compile(r"\bco-?morbid", re.I)
+_OBJECTIVE_LABEL = re.compile(r"\s*(?:OBJECTIVES?|AIMS?|PURPOSE|GOALS?)\b", re.I)
 
 
 def tag_record(record: dict, vocab: Vocabulary | None = None) -> TagResult:

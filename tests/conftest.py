@@ -22,11 +22,11 @@ def require_corpus() -> Path:
     return CORPUS
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def corpus() -> Path:
     return require_corpus()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES

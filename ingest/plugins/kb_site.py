@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from functools import lru_cache
 
 from datasette import hookimpl
+from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
 
 # The order kinds are shown in on a study page.
@@ -24,6 +26,8 @@ TAG_ARRAY_COLUMNS = {
     "populations": "population",
 }
 TAGGED_TABLES = {"studies", "trials"}
+# Views without foreign keys whose study_id should still link to the study page.
+TAG_VIEWS = {f"{kind}_tags" for kind in KIND_ORDER}
 LINK_ORDER = {"RetractionIn": 0, "RetractionOf": 1, "ExpressionOfConcernIn": 2, "ErratumIn": 3, "UpdateIn": 4}
 _NCT = re.compile(r"NCT\d{8}")
 _PMID = re.compile(r"\d{1,9}")
@@ -195,6 +199,8 @@ async def study_detail(datasette, database: str, study_id: str) -> dict | None:
     if {"study_tags", "tags"} <= tables:
         detail["tag_groups"] = await _tag_groups(db, study_id, tables)
     detail["trials"] = await _study_trials(db, study, tables)
+    for trial in detail["trials"]:
+        trial["url"] = row_url(datasette, database, "trials", trial["nct_id"]) if trial["in_kb"] else None
     return detail
 
 
@@ -240,12 +246,12 @@ async def _study_trials(db, study: dict, tables: set[str]) -> list[dict]:
     if {"study_trials", "trials"} <= tables:
         for row in await _rows(
             db,
-            "select st.nct_id, group_concat(st.how, ', ') as how, t.title, t.overall_status, t.phases, t.start_year "
-            "from study_trials st left join trials t on t.nct_id = st.nct_id where st.study_id = ? "
-            "group by st.nct_id order by st.nct_id",
+            "select st.nct_id, group_concat(st.how, ', ') as how, t.title, t.overall_status, t.phases, "
+            "t.start_year, t.nct_id is not null as in_kb from study_trials st "
+            "left join trials t on t.nct_id = st.nct_id where st.study_id = ? group by st.nct_id order by st.nct_id",
             [study["id"]],
         ):
-            row["in_kb"] = row["title"] is not None or row["start_year"] is not None
+            row["in_kb"] = bool(row["in_kb"])
             row["phases"] = _json_list(row["phases"])
             trials[row["nct_id"]] = row
     known: set[str] = set()
@@ -296,6 +302,7 @@ async def trial_detail(datasette, database: str, nct_id: str) -> dict | None:
         for paper in papers:
             paper["designs"] = [(labels.get(d) or {}).get("label") or d for d in _json_list(paper["designs"])]
             paper["pubmed_url"] = pubmed_url(paper["pmid"])
+            paper["url"] = row_url(datasette, database, "studies", paper["id"])
             if paper["pmid"]:
                 linked.add(int(paper["pmid"]))
         detail["papers"] = papers
@@ -353,7 +360,7 @@ def _chips(datasette, database: str, table: str, column: str, ids: list, labels:
         if not isinstance(tag_id, str):
             return None
         label = (labels.get(tag_id) or {}).get("label") or tag_id
-        href = f"{base}?{column}__arraycontains={tag_id}"
+        href = f"{base}?{column}__arraycontains={urllib.parse.quote_plus(tag_id)}"
         parts.append(Markup('<a class="kb-chip" href="{}" title="{}">{}</a>').format(href, tag_id, label))
     return Markup(" ").join(parts)
 
@@ -370,12 +377,16 @@ def render_cell(value, column, table, database, datasette):
             return _chips(datasette, database, table, column, ids, await tag_labels(datasette, database))
 
         return chips()
-    if table is None and isinstance(value, str) and value:
+    if (table is None or table in TAG_VIEWS) and isinstance(value, str) and value:
         if column == "study_id":
-            return Markup('<a href="{}">{}</a>').format(datasette.urls.row(database, "studies", value), value)
+            return Markup('<a href="{}">{}</a>').format(row_url(datasette, database, "studies", value), value)
         if column == "nct_id" and _NCT.fullmatch(value):
-            return Markup('<a href="{}">{}</a>').format(datasette.urls.row(database, "trials", value), value)
+            return Markup('<a href="{}">{}</a>').format(row_url(datasette, database, "trials", value), value)
     return None
+
+
+def row_url(datasette, database: str, table: str, pk: str) -> str:
+    return datasette.urls.row(database, table, tilde_encode(str(pk)))
 
 
 # --------------------------------------------------------------------------- robots

@@ -1,0 +1,37 @@
+"""Regression guard: the tagger against the hand-annotated gold set (tests/gold/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.build import collect_dir
+from ingest.tag_eval import load_gold, predict, score
+
+GOLD = Path(__file__).parent / "gold"
+# Measured F1 (scripts/eval_tags.py, all 169 abstracts) minus a small margin: a change that
+# loses more than that is a regression. Raise these when the tagger improves.
+FLOORS = {"indication": 0.84, "side_effect": 0.86, "mechanism": 0.84, "design": 0.83, "drug": 0.96,
+          "route": 0.92, "overall": 0.87}
+
+
+@pytest.fixture(scope="module")
+def scores(corpus):
+    records = collect_dir(corpus / "pubmed").records
+    gold = [item for part in load_gold(GOLD).values() for item in part]
+    return score(gold, predict(records, gold))
+
+
+def test_gold_set_is_large_enough_and_has_no_text():
+    parts = load_gold(GOLD)
+    items = [item for part in parts.values() for item in part]
+    assert len(items) >= 150 and len({i["pmid"] for i in items}) == len(items)
+    for item in items:
+        assert set(item) == {"pmid", "indication", "mechanism", "side_effect", "side_effect_absent", "design",
+                             "drug", "route"}
+
+
+@pytest.mark.parametrize("kind", sorted(FLOORS))
+def test_f1_floor(scores, kind):
+    assert scores[kind].f1 >= FLOORS[kind], f"{kind}: F1 {scores[kind].f1:.3f} < {FLOORS[kind]}"
