@@ -13,6 +13,8 @@ import gzip
 import json
 import os
 import sqlite3
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ import sqlite_utils
 
 from . import clinicaltrials, europepmc, exports, pubmed
 from .merge import merge_records
-from .schema import create_schema, optimise
+from .schema import create_fts, create_schema, optimise
 from .store import child_rows, delete_study, study_id_for, study_row, upsert_merged
 from .trials import link_studies_to_trials, write_trials
 
@@ -194,7 +196,18 @@ def collect_pages(pages: Iterable[bytes], source: str = "pubmed", collected: Col
         label = f"{source} page {number}"
         collected.files.append(label)
         _collect_result(collected, parse_bytes(page, label), label)
+        pause_point(f"page:{source}:{number}")
     return collected
+
+
+def pause_point(name: str) -> None:
+    """Debug aid for crash tests: with KB_PAUSE_AT=name the process announces itself and waits.
+
+    The crash-safety tests kill the build with SIGKILL at such points.
+    """
+    if os.environ.get("KB_PAUSE_AT") == name:
+        print(f"kb: paused at {name}", file=sys.stderr, flush=True)
+        time.sleep(120)
 
 
 # --------------------------------------------------------------------------- writing
@@ -211,6 +224,7 @@ def atomic_database(target: Path, copy_existing: bool) -> Iterator[sqlite_utils.
     if not target.parent.exists():
         raise BuildError(f"{target.parent}: no such directory")
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    _remove_stale_temporaries(target)
     tmp.unlink(missing_ok=True)
     if copy_existing:
         _backup(target, tmp)
@@ -222,12 +236,31 @@ def atomic_database(target: Path, copy_existing: bool) -> Iterator[sqlite_utils.
         db.execute("PRAGMA synchronous = FULL")
         db.close()
         _fsync(tmp)
+        pause_point("before-rename")
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
         db.close()
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Temporary files of builds that were killed (their process is gone)."""
+    for path in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _backup(source: Path, dest: Path) -> None:
@@ -371,10 +404,13 @@ def build(
     started = _now()
     history = previous_runs(target)
     with atomic_database(target, copy_existing=False) as db:
-        create_schema(db)
+        create_schema(db, fts=False)
+        pause_point("schema")
         written = write_fresh(db, collected, derivers, progress)
+        pause_point("written")
         write_trials(db, collected.trials.values())
         link_studies_to_trials(db)
+        create_fts(db)
         for hook in after_write or []:
             hook(db, collected.records)
         stats = _record_run(

@@ -10,7 +10,8 @@ import click
 
 from . import build as builder
 from . import clinicaltrials, europepmc
-from .http import FetchError
+from .checkpoint import PageCache
+from .http import FetchError, make_session
 from .pubmed import DEFAULT_BASE_URL, DEFAULT_QUERY, NCBIError, ParseError, PubMedClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,9 +93,13 @@ def cli() -> None:
               help="Retries per request on 429/5xx/connection errors.")
 @click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0, 60),
               help="Back-off factor in seconds between retries.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where fetched pages are kept until the build succeeds (default: .kb-checkpoint "
+                   "beside the database). An interrupted network build resumes from them.")
+@click.option("--no-resume", is_flag=True, help="Discard pages kept by an interrupted build and start over.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
-          batch_size, retries, backoff, no_progress):
+          batch_size, retries, backoff, checkpoint_dir, no_resume, no_progress):
     """Build kb.db from scratch: PubMed, Europe PMC and ClinicalTrials.gov, or saved files.
 
     Records found in several sources are merged (by PMID, then DOI); trials are linked to
@@ -117,27 +122,48 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
             stats = builder.build(target, collected, ",".join(sources), "from-dir",
                                   inputs=collected.files, progress=progress)
         else:
-            collected = fetch_sources(sources, query, api_key, email, base_url, europepmc_url,
-                                      clinicaltrials_url, batch_size, retries, backoff, progress)
-            stats = builder.build(target, collected, ",".join(sources), "network", query=query,
-                                  progress=progress)
+            cache = PageCache(checkpoint_dir or target.resolve().parent / ".kb-checkpoint")
+            if no_resume:
+                cache.clear()
+            elif cache.pages():
+                click.echo(f"Resuming: {cache.pages()} pages kept in {cache.directory}", err=True)
+            try:
+                collected = fetch_sources(sources, query, api_key, email, base_url, europepmc_url,
+                                          clinicaltrials_url, batch_size, retries, backoff, progress, cache)
+                stats = builder.build(target, collected, ",".join(sources), "network", query=query,
+                                      progress=progress)
+            except (builder.BuildError, FetchError, NCBIError, ParseError) as exc:
+                if cache.pages():
+                    raise type(exc)(f"{exc} ({cache.pages()} pages kept in {cache.directory}: "
+                                    "run again to resume)") from exc
+                raise
+            cache.clear()
     except (builder.BuildError, FetchError, NCBIError, ParseError) as exc:
         fail(str(exc))
     report(stats)
 
 
 def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
-                  batch_size, retries, backoff, progress) -> builder.Collected:
+                  batch_size, retries, backoff, progress, cache: PageCache | None = None) -> builder.Collected:
     """Every record of every selected source, merged as it arrives."""
     collected = builder.Collected()
+
+    def session():
+        s = make_session(retries=retries, backoff=backoff)
+        s.kb_cache = cache
+        return s
+
     if "pubmed" in sources:
-        client = PubMedClient(base_url=base_url, api_key=api_key, email=email, retries=retries, backoff=backoff)
+        client = PubMedClient(base_url=base_url, api_key=api_key, email=email, retries=retries, backoff=backoff,
+                              session=session())
         builder.collect_pages(client.fetch_batches(query, batch_size, progress), "pubmed", collected)
     if "europepmc" in sources:
-        epmc = europepmc.EuropePMCClient(base_url=europepmc_url, retries=retries, backoff=backoff)
+        epmc = europepmc.EuropePMCClient(base_url=europepmc_url, retries=retries, backoff=backoff,
+                                         session=session())
         builder.collect_pages(epmc.search_pages(progress=progress), "europepmc", collected)
     if "clinicaltrials" in sources:
-        ctgov = clinicaltrials.ClinicalTrialsClient(base_url=clinicaltrials_url, retries=retries, backoff=backoff)
+        ctgov = clinicaltrials.ClinicalTrialsClient(base_url=clinicaltrials_url, retries=retries, backoff=backoff,
+                                                    session=session())
         builder.collect_pages(ctgov.pages(progress=progress), "clinicaltrials", collected)
     return collected
 
@@ -275,3 +301,12 @@ def serve(db_path, host, port, metadata):
     click.echo(f"Serving {db_path} read-only at http://{host}:{port}/", err=True)
     # Replace this process: signals sent to `kb serve` reach Datasette itself.
     os.execve(args[0], args, {**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+from .claims_cli import check  # noqa: E402
+
+cli.add_command(check)
+
+from .claims_cli import embed  # noqa: E402
+
+cli.add_command(embed)

@@ -76,6 +76,7 @@ def get_checked(
     attempts: int = 5,
     backoff: float = 1.0,
     timeout: float = 60.0,
+    use_cache: bool = True,
 ) -> bytes:
     """GET ``url`` and return the body once ``check`` accepts it.
 
@@ -83,6 +84,11 @@ def get_checked(
     retries urllib3 cannot see: 200 answers whose body is an error, a truncated body, or
     a connection dropped mid-body.
     """
+    cache = getattr(session, "kb_cache", None) if use_cache else None
+    if cache is not None:
+        cached = cache.get(url, params)
+        if cached is not None:
+            return cached
     last_error: Exception | None = None
     for attempt in range(attempts + 1):
         if attempt:
@@ -104,6 +110,8 @@ def get_checked(
         try:
             if check:
                 check(body)
+            if cache is not None:
+                cache.put(url, params, body)
             return body
         except TransientBodyError as exc:
             if not exc.retry_same_request:

@@ -369,7 +369,7 @@ class PubMedClient:
             params["api_key"] = self.api_key
         return params
 
-    def _get(self, endpoint: str, params: dict, expect: str) -> bytes:
+    def _get(self, endpoint: str, params: dict, expect: str, fresh: bool = False) -> bytes:
         return get_checked(
             self.session,
             self.base_url + endpoint,
@@ -379,15 +379,20 @@ class PubMedClient:
             attempts=self.retries,
             backoff=self.backoff,
             timeout=self.timeout,
+            use_cache=not fresh,
         )
 
-    def search(self, term: str, mindate: str | None = None, maxdate: str | None = None) -> SearchResult:
-        """esearch with usehistory=y; dates are YYYY/MM/DD publication dates."""
+    def search(self, term: str, mindate: str | None = None, maxdate: str | None = None,
+               fresh: bool = False) -> SearchResult:
+        """esearch with usehistory=y; dates are YYYY/MM/DD publication dates.
+
+        ``fresh`` bypasses a resume cache: a new history session is needed.
+        """
         params = self._params(
             term=term, usehistory="y", retmax=0, retmode="json",
             datetype="pdat" if mindate else None, mindate=mindate, maxdate=maxdate,
         )
-        body = json.loads(self._get("esearch.fcgi", params, "json"))["esearchresult"]
+        body = json.loads(self._get("esearch.fcgi", params, "json", fresh))["esearchresult"]
         return SearchResult(int(body.get("count", 0)), body.get("webenv"), body.get("querykey"))
 
     def date_slices(
@@ -442,7 +447,7 @@ class PubMedClient:
                 renewals += 1
                 if renewals > self.retries:
                     raise
-                result = self.search(term, mindate, maxdate)
+                result = self.search(term, mindate, maxdate, fresh=True)
                 continue
             yield page
             start += batch_size

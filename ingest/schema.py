@@ -127,7 +127,25 @@ where st.kind = '{kind}'
 FTS_COLUMNS = ["title", "abstract"]
 
 
-def create_schema(db: sqlite_utils.Database) -> None:
+FTS_TABLES = {
+    "studies": FTS_COLUMNS,
+    "trials": ["title", "official_title", "brief_summary", "conditions", "intervention_names"],
+    "sentences": ["text", "context"],
+}
+
+
+def create_fts(db: sqlite_utils.Database) -> None:
+    """FTS5 (porter) for every searchable table, kept in sync by triggers.
+
+    A fresh build calls this after bulk loading: indexing once is far faster than
+    updating the index row by row through the triggers.
+    """
+    for table, columns in FTS_TABLES.items():
+        if not db[table].detect_fts():
+            db[table].enable_fts(columns, tokenize="porter", create_triggers=True)
+
+
+def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     """Create every table, index, FTS table and view. Safe to call on an existing db."""
     db.execute("PRAGMA foreign_keys = ON")
     if "studies" not in db.table_names():
@@ -166,8 +184,8 @@ def create_schema(db: sqlite_utils.Database) -> None:
     _create_sentences(db)
     for kind in TAG_COLUMNS:
         db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), ignore=True)
-    if not db["studies"].detect_fts():
-        db["studies"].enable_fts(FTS_COLUMNS, tokenize="porter", create_triggers=True)
+    if fts:
+        create_fts(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db._kb_dependents = None  # type: ignore[attr-defined]  # tables changed: recompute lazily
 
@@ -203,8 +221,6 @@ def _create_trials(db: sqlite_utils.Database) -> None:
     if "trials" not in db.table_names():
         db["trials"].create(TRIALS, pk="nct_id", not_null={"nct_id"})
         db["trials"].create_index(["start_year"], if_not_exists=True)
-        db["trials"].enable_fts(["title", "official_title", "brief_summary", "conditions",
-                                 "intervention_names"], tokenize="porter", create_triggers=True)
     if "study_trials" not in db.table_names():
         # A link only where both ends are in kb.db; `how` says where the link was found
         # (databank: PubMed DataBank list; abstract: NCT id in the text; trial_reference:
@@ -224,4 +240,3 @@ def _create_sentences(db: sqlite_utils.Database) -> None:
             {"study_id": str, "position": int, "section": str, "section_kind": str, "text": str, "context": str},
             pk=("study_id", "position"), foreign_keys=[("study_id", "studies", "id")],
         )
-        db["sentences"].enable_fts(["text", "context"], tokenize="porter", create_triggers=True)

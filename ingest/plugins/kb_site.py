@@ -26,6 +26,10 @@ TAG_ARRAY_COLUMNS = {
     "populations": "population",
 }
 TAGGED_TABLES = {"studies", "trials"}
+# Long text shown cut short in table listings (the study and trial pages show it whole).
+LONG_TEXT = {("studies", "abstract"), ("studies", "sample_size_evidence"), ("trials", "brief_summary"),
+             ("trials", "detailed_description"), ("trials", "official_title")}
+CELL_CHARS = 300
 # Views without foreign keys whose study_id should still link to the study page.
 TAG_VIEWS = {f"{kind}_tags" for kind in KIND_ORDER}
 LINK_ORDER = {"RetractionIn": 0, "RetractionOf": 1, "ExpressionOfConcernIn": 2, "ErratumIn": 3, "UpdateIn": 4}
@@ -338,11 +342,20 @@ async def home_detail(datasette, database: str) -> dict:
 
 @hookimpl
 def extra_template_vars(datasette):
+    # One page render calls these more than once (the <title> and the body): read once.
+    cache: dict[tuple, dict | None] = {}
+
     async def kb_study(database, study_id):
-        return await study_detail(datasette, database, str(study_id))
+        key = ("study", database, str(study_id))
+        if key not in cache:
+            cache[key] = await study_detail(datasette, database, str(study_id))
+        return cache[key]
 
     async def kb_trial(database, nct_id):
-        return await trial_detail(datasette, database, str(nct_id))
+        key = ("trial", database, str(nct_id))
+        if key not in cache:
+            cache[key] = await trial_detail(datasette, database, str(nct_id))
+        return cache[key]
 
     async def kb_home(database="kb"):
         return await home_detail(datasette, database)
@@ -368,6 +381,9 @@ def _chips(datasette, database: str, table: str, column: str, ids: list, labels:
 @hookimpl
 def render_cell(value, column, table, database, datasette):
     """Tag-id arrays as labelled links; study_id / nct_id in query results as links to their pages."""
+    if (table, column) in LONG_TEXT and isinstance(value, str) and len(value) > CELL_CHARS:
+        cut = value[:CELL_CHARS].rsplit(" ", 1)[0]
+        return Markup('<span class="kb-cut">{}…</span>').format(cut)
     if table in TAGGED_TABLES and column in TAG_ARRAY_COLUMNS and isinstance(value, str) and value.startswith("["):
         ids = _json_list(value)
 

@@ -1,0 +1,518 @@
+"""Claim check: a writer's claim in, the studies that bear on it out, best evidence first.
+
+Pure apart from reading kb.db: ``check_claim(conn, claim)`` takes a sqlite3 connection (or a
+sqlite_utils Database) and returns a :class:`ClaimCheck`. Textual relevance comes from FTS5
+bm25 over ``sentences_fts`` and, when a vector index is given, from cosine similarity fused
+with it by reciprocal rank fusion. Relevance is then weighted by the study's design, the
+section the sentence sits in, and the tags the study shares with the claim. Retracted studies
+are listed apart and never ranked as evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .embeddings import VectorIndex
+
+PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{}/"
+MAX_CLAIM_CHARS = 2000
+MAX_TERMS = 24
+FTS_CANDIDATES = 400  # sentences read from each ranking before grouping by study
+SENTENCES_SHOWN = 2
+MATCH_FLOOR = 0.5  # a study "matches" (evidence at a glance) at half the best study's relevance
+GLANCE_CAP = 100
+RRF_K = 60
+CONTEXT_WEIGHT = 0.3  # bm25 weight of the study context column (title, tags, year) against the sentence
+
+# Evidence strength by design, 0..1. Protocols report no results; reviews without a method
+# are opinion; laboratory studies are not evidence about people.
+DESIGN_WEIGHT = {
+    "meta_analysis": 1.0, "systematic_review": 0.95, "guideline": 0.85, "rct": 0.85,
+    "nonrandomised_trial": 0.7, "cohort": 0.7, "case_control": 0.65, "cross_sectional": 0.6,
+    "case_series": 0.55, "case_report": 0.45, "narrative_review": 0.45, "protocol": 0.35,
+    "animal": 0.4, "in_vitro": 0.35,
+}
+UNKNOWN_DESIGN_WEIGHT = 0.55
+NON_HUMAN_FACTOR = 0.7  # animals only, whatever the design
+EVIDENCE_SHARE = 0.5  # final = relevance * (1 - share + share * evidence)
+
+# Results and conclusions report what the study found; background restates what others said.
+SECTION_WEIGHT = {
+    "results": 1.0, "conclusions": 1.0, "title": 0.95, "abstract": 0.9, "methods": 0.7, "background": 0.6,
+}
+TAG_BOOST = 0.1  # per shared tag
+TAG_BOOST_CAP = 3
+TAG_KINDS = {"drug": "drugs", "route": "routes", "indication": "indications", "mechanism": "mechanisms",
+             "side_effect": "side_effects", "population": "populations"}
+KETAMINE_FAMILY = {"ketamine", "esketamine", "arketamine", "hnk"}
+SYNTHESIS = ("meta_analysis", "systematic_review")
+DESIGN_ORDER = ("meta_analysis", "systematic_review", "guideline", "rct", "nonrandomised_trial", "cohort",
+                "case_control", "cross_sectional", "case_series", "case_report", "narrative_review",
+                "protocol", "animal", "in_vitro")
+
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are aren as at be because been before being below
+between both but by can cannot could did didn do does doesn doing don down during each either else ever
+every few for from further get gets getting given had hasn has have haven having he her here hers herself
+him himself his how however i if in into is isn it its itself just least less let like make makes may me
+might more most much must mustn my myself no nor not now of off on once one only or other ought our ours
+ourselves out over own people person really same shall she should so some such than that the their theirs
+them themselves then there these they thing things this those though through thus to too truly under until
+up upon us very was wasn we were weren what when where whether which while who whom whose why will with
+within without would wouldn yet you your yours yourself yourselves s t ll re ve d m
+""".split())
+
+# British spellings a writer may use, and the American ones most abstracts use.
+_SPELLING = [(re.compile(p), r) for p, r in (
+    (r"aes", "es"), (r"aem", "em"), (r"aet", "et"), (r"oes", "es"), (r"oed", "ed"), (r"paed", "ped"),
+    (r"isation", "ization"), (r"ise$", "ize"), (r"ised$", "ized"), (r"our$", "or"),
+)]
+_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
+
+
+class ClaimError(ValueError):
+    """The claim cannot be checked (empty, nothing searchable, or kb.db lacks the sentence index)."""
+
+
+@dataclass
+class Sentence:
+    rowid: int
+    position: int
+    section: str | None
+    section_kind: str
+    text: str
+    relevance: float = 0.0  # this sentence's textual relevance, 0..1, before the section weight
+    weighted: float = 0.0  # relevance * section weight
+    bm25: float | None = None
+    cosine: float | None = None
+
+
+@dataclass
+class StudyResult:
+    pmid: str
+    citation: dict[str, Any]
+    design: list[str]
+    population: str  # human | animal | in_vitro | unclear
+    n: int | None
+    url: str
+    sentences: list[dict[str, Any]]
+    score: float
+    components: dict[str, Any]
+    retracted: bool = False
+    rank: int | None = None
+
+
+@dataclass
+class ClaimCheck:
+    claim: str
+    mode: str  # fts | hybrid
+    fts_query: str
+    claim_tags: dict[str, list[str]]
+    results: list[StudyResult]
+    retracted: list[StudyResult]
+    glance: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- the query
+
+
+def claim_terms(claim: str) -> list[str]:
+    """Searchable words of a claim: lower-cased, stopwords dropped, de-duplicated, in order."""
+    terms: list[str] = []
+    for token in _TOKEN.findall(claim.lower()):
+        token = token.replace("’", "'")
+        if token.endswith("'s"):
+            token = token[:-2]
+        token = token.replace("'", "")
+        if not token or token in STOPWORDS or (len(token) == 1 and not token.isdigit()):
+            continue
+        for variant in (token, *_spellings(token)):
+            if variant not in terms:
+                terms.append(variant)
+    return terms[:MAX_TERMS]
+
+
+def _spellings(token: str) -> list[str]:
+    out = []
+    for pattern, replacement in _SPELLING:
+        changed = pattern.sub(replacement, token)
+        if changed != token and changed not in out:
+            out.append(changed)
+    return out
+
+
+def fts_query(claim: str) -> str:
+    """An FTS5 query from a claim: every term double-quoted (so FTS operators are plain words), OR-ed."""
+    terms = claim_terms(claim)
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def claim_tags(claim: str) -> dict[str, list[str]]:
+    """The drugs, routes, indications, mechanisms, side effects and populations a claim names.
+
+    Mentions count as well as accepted tags: "ketamine can cause psychosis" is about psychosis
+    although the tagger would not accept that hedged wording as a study's own finding.
+    """
+    from .sentences import record_sentences
+    from .tagger import find_mentions, load_vocabulary, tag_record
+
+    vocab = load_vocabulary()
+    record = {"title": claim, "abstract": ""}
+    found = {tag_id for ids in tag_record(record, vocab).tags.values() for tag_id in ids}
+    found |= {m.tag_id for m in find_mentions(record_sentences(record), vocab)}
+    tags: dict[str, list[str]] = {}
+    for tag_id in sorted(found):
+        kind = vocab.tags[tag_id].kind
+        if kind in TAG_KINDS and tag_id != "human":
+            tags.setdefault(kind, []).append(tag_id)
+    return tags
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | None = None) -> ClaimCheck:
+    """Rank the studies bearing on ``claim``; hybrid when ``vectors`` is given, full-text otherwise."""
+    conn = getattr(conn, "conn", conn)  # a sqlite_utils Database works too
+    claim = " ".join((claim or "").split())
+    if not claim:
+        raise ClaimError("empty claim")
+    if len(claim) > MAX_CLAIM_CHARS:
+        raise ClaimError(f"claim longer than {MAX_CLAIM_CHARS} characters")
+    query = fts_query(claim)
+    if not query:
+        raise ClaimError("the claim has no searchable words")
+    _require_sentences(conn)
+    rankings = [_fts_ranking(conn, query)]
+    if vectors is not None:
+        rankings.append(_vector_ranking(conn, vectors, claim))
+    sentences = _fuse(rankings) if len(rankings) > 1 else _bm25_relevance(rankings[0])
+    tags = claim_tags(claim)
+    studies = _score_studies(conn, sentences, tags)
+    ranked = [s for s in studies if not s.retracted]
+    for number, study in enumerate(ranked, 1):
+        study.rank = number
+    return ClaimCheck(
+        claim=claim, mode="hybrid" if vectors is not None else "fts", fts_query=query, claim_tags=tags,
+        results=ranked[:limit], retracted=[s for s in studies if s.retracted],
+        glance=evidence_at_a_glance(conn, ranked, limit),
+    )
+
+
+def _require_sentences(conn: sqlite3.Connection) -> None:
+    names = {r[0] for r in conn.execute("select name from sqlite_master where type in ('table', 'view')")}
+    if not {"sentences", "sentences_fts", "studies"} <= names:
+        raise ClaimError("this database has no sentence index (rebuild it with `kb build`)")
+
+
+def _fts_ranking(conn: sqlite3.Connection, query: str) -> list[tuple[str, Sentence]]:
+    sql = (
+        "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, "
+        f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
+        "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid "
+        "where sentences_fts match ? order by score limit ?"
+    )
+    try:
+        rows = conn.execute(sql, (query, FTS_CANDIDATES)).fetchall()
+    except sqlite3.OperationalError as exc:  # a query FTS5 still rejects: report, never crash
+        raise ClaimError(f"full-text search failed ({exc})") from exc
+    return [_sentence(row, bm25=row[6]) for row in rows]
+
+
+def _vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) -> list[tuple[str, Sentence]]:
+    hits = vectors.search(claim, FTS_CANDIDATES)
+    if not hits:
+        return []
+    keys = {(study_id, position): score for study_id, position, score in hits}
+    rows = _sentence_rows(conn, list(keys))
+    out = [_sentence(row, cosine=keys[(row[1], row[2])]) for row in rows]
+    return sorted(out, key=lambda pair: -(pair[1].cosine or 0))
+
+
+def _sentence_rows(conn: sqlite3.Connection, keys: list[tuple[str, int]]) -> list[tuple]:
+    rows: list[tuple] = []
+    for start in range(0, len(keys), 400):  # keep well under SQLite's bound-parameter limit
+        chunk = keys[start:start + 400]
+        where = " or ".join("(study_id = ? and position = ?)" for _ in chunk)
+        params = [v for key in chunk for v in key]
+        rows += conn.execute(
+            f"select rowid, study_id, position, section, section_kind, text from sentences where {where}", params
+        ).fetchall()
+    return rows
+
+
+def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None) -> tuple[str, Sentence]:
+    return row[1], Sentence(rowid=row[0], position=row[2], section=row[3], section_kind=row[4] or "abstract",
+                            text=row[5], bm25=bm25, cosine=cosine)
+
+
+def _bm25_relevance(ranking: list[tuple[str, Sentence]]) -> list[tuple[str, Sentence]]:
+    """bm25 as a share of the best sentence's (bm25 is negative: more negative is better)."""
+    best = min((s.bm25 for _, s in ranking if s.bm25 is not None), default=0.0)
+    for _, sentence in ranking:
+        sentence.relevance = (sentence.bm25 or 0.0) / best if best else 0.0
+    return ranking
+
+
+def _fuse(rankings: list[list[tuple[str, Sentence]]]) -> list[tuple[str, Sentence]]:
+    """Reciprocal rank fusion of sentence rankings; relevance is the fused score over the best one."""
+    fused: dict[int, tuple[str, Sentence, float]] = {}
+    for ranking in rankings:
+        for rank, (study_id, sentence) in enumerate(ranking, 1):
+            previous = fused.get(sentence.rowid)
+            score = 1.0 / (RRF_K + rank)
+            if previous:
+                kept = previous[1]
+                kept.bm25 = kept.bm25 if kept.bm25 is not None else sentence.bm25
+                kept.cosine = kept.cosine if kept.cosine is not None else sentence.cosine
+                fused[sentence.rowid] = (study_id, kept, previous[2] + score)
+            else:
+                fused[sentence.rowid] = (study_id, sentence, score)
+    best = max((score for _, _, score in fused.values()), default=0.0)
+    out = []
+    for study_id, sentence, score in fused.values():
+        sentence.relevance = score / best if best else 0.0
+        out.append((study_id, sentence))
+    return out
+
+
+STUDY_COLUMNS = ("id", "title", "year", "journal", "first_author", "doi", "designs", "populations",
+                 "sample_size", "is_retracted", *{c for c in TAG_KINDS.values()})
+
+
+def _study_rows(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict]:
+    available = {r[1] for r in conn.execute("pragma table_info(studies)")}
+    columns = [c for c in STUDY_COLUMNS if c in available]
+    out: dict[str, dict] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        sql = (f"select {', '.join(columns)} from studies "
+               f"where id in ({', '.join('?' for _ in chunk)})")
+        for row in conn.execute(sql, chunk):
+            out[row[0]] = dict(zip(columns, row, strict=True))
+    return out
+
+
+def _score_studies(conn: sqlite3.Connection, sentences: list[tuple[str, Sentence]],
+                   tags: dict[str, list[str]]) -> list[StudyResult]:
+    by_study: dict[str, list[Sentence]] = {}
+    for study_id, sentence in sentences:
+        sentence.weighted = sentence.relevance * SECTION_WEIGHT.get(sentence.section_kind, 0.9)
+        by_study.setdefault(study_id, []).append(sentence)
+    rows = _study_rows(conn, list(by_study))
+    best_relevance = max((max(s.weighted for s in group) for group in by_study.values()), default=0.0) or 1.0
+    studies = [_score_study(rows[sid], group, tags, best_relevance) for sid, group in by_study.items()
+               if sid in rows]
+    return sorted(studies, key=lambda s: (-s.score, -(s.citation.get("year") or 0), s.pmid))
+
+
+def _score_study(row: dict, group: list[Sentence], tags: dict[str, list[str]],
+                 best_relevance: float) -> StudyResult:
+    group.sort(key=lambda s: (-s.weighted, s.position))
+    top = group[0]
+    # A second matching sentence adds a little: the study says it more than once.
+    relevance = (top.weighted + 0.15 * (group[1].weighted if len(group) > 1 else 0.0)) / (1.15 * best_relevance)
+    designs = _json_list(row.get("designs"))
+    population = population_of(designs, _json_list(row.get("populations")))
+    evidence = evidence_weight(designs, population)
+    shared = shared_tags(row, tags)
+    boost = 1.0 + TAG_BOOST * min(len(shared), TAG_BOOST_CAP)
+    score = relevance * (1.0 - EVIDENCE_SHARE + EVIDENCE_SHARE * evidence) * boost
+    pmid = row["id"]
+    return StudyResult(
+        pmid=pmid,
+        citation={"first_author": row.get("first_author"), "year": row.get("year"), "title": row.get("title"),
+                  "journal": row.get("journal"), "doi": row.get("doi")},
+        design=designs, population=population, n=row.get("sample_size"),
+        url=PUBMED_URL.format(pmid) if pmid.isdigit() else (f"https://doi.org/{row['doi']}" if row.get("doi") else ""),
+        sentences=[_shown(s) for s in group[:SENTENCES_SHOWN]],
+        score=round(score, 4),
+        components={
+            "text_relevance": round(relevance, 4), "best_sentence_relevance": round(top.relevance, 4),
+            "section_weight": SECTION_WEIGHT.get(top.section_kind, 0.9), "evidence_weight": round(evidence, 3),
+            "tag_boost": round(boost, 2), "shared_tags": shared,
+            "bm25": None if top.bm25 is None else round(top.bm25, 3),
+            "cosine": None if top.cosine is None else round(top.cosine, 4),
+            "matching_sentences": len(group),
+        },
+        retracted=bool(row.get("is_retracted")),
+    )
+
+
+def _shown(sentence: Sentence) -> dict[str, Any]:
+    return {"text": sentence.text, "section": sentence.section, "section_kind": sentence.section_kind,
+            "position": sentence.position, "relevance": round(sentence.relevance, 4)}
+
+
+def _json_list(value: Any) -> list[str]:
+    if not value:
+        return []
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return []
+    return [str(v) for v in parsed] if isinstance(parsed, list) else []
+
+
+def population_of(designs: list[str], populations: list[str]) -> str:
+    """human | animal | in_vitro | unclear, from the design and population tags."""
+    if "animal" in designs or ("animals" in populations and "human" not in populations):
+        return "animal"
+    if "in_vitro" in designs and "human" not in populations:
+        return "in_vitro"
+    if "human" in populations or set(designs) - {"animal", "in_vitro"}:
+        return "human"
+    return "unclear"
+
+
+def evidence_weight(designs: list[str], population: str) -> float:
+    """The strongest of the study's designs, discounted when no humans were studied."""
+    weight = max((DESIGN_WEIGHT.get(d, UNKNOWN_DESIGN_WEIGHT) for d in designs), default=UNKNOWN_DESIGN_WEIGHT)
+    if population in ("animal", "in_vitro"):
+        weight = min(weight * NON_HUMAN_FACTOR, DESIGN_WEIGHT["animal"])
+    return weight
+
+
+def shared_tags(row: dict, tags: dict[str, list[str]]) -> list[str]:
+    """The claim's tags this study carries too ("ketamine" stands for the whole family)."""
+    shared = []
+    for kind, tag_ids in tags.items():
+        column = TAG_KINDS.get(kind)
+        have = set(_json_list(row.get(column))) if column else set()
+        for tag_id in tag_ids:
+            if tag_id in have or (kind == "drug" and tag_id == "ketamine" and have & KETAMINE_FAMILY):
+                shared.append(tag_id)
+    return shared
+
+
+# --------------------------------------------------------------------------- evidence at a glance
+
+_NUMBER = (r"(?:\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+           r"fourteen|eighteen|twenty|thirty|several|a few)")
+_UNIT = r"(?:min(?:ute)?s?|h|hrs?|hours?|days?|weeks?|wks?|months?|years?)"
+_QUANTITY = rf"{_NUMBER}(?:\s*(?:-|–|to|or)\s*{_NUMBER})?[\s-]*{_UNIT}\b"
+_TIMED = re.compile(
+    rf"\b(?:for|up to|lasting|lasted|through|throughout|over|after|until|beyond|within|at|persist\w* for)\s+"
+    rf"(?:about |approximately |at least |the (?:first |next )?)?{_QUANTITY}"
+    rf"|\b{_QUANTITY}\s+(?:follow-?up|after|post-?(?:infusion|treatment|dose|injection|surgery|operative))",
+    re.IGNORECASE,
+)
+_LASTING = re.compile(r"\b(?:sustained|lasted|long-lasting|persist(?:ed|ent|ing|s)?|durab(?:le|ility)|relapse\w*|"
+                      r"transient|maintained)\b", re.IGNORECASE)
+
+
+def states_duration(text: str) -> bool:
+    """Whether a sentence says how long something lasted or how long people were followed."""
+    return bool(_TIMED.search(text) or _LASTING.search(text))
+
+
+DURATION_SECTIONS = ("results", "conclusions", "abstract", "methods")
+DURATION_SHOWN = 8
+
+
+def evidence_at_a_glance(conn: sqlite3.Connection, ranked: list[StudyResult], limit: int) -> dict[str, Any]:
+    """How many matching studies of each design and population, the newest synthesis, and durations.
+
+    "Matching" means a text relevance at least MATCH_FLOOR of the best study's (at most GLANCE_CAP):
+    the studies that really share the claim's wording or meaning, not every study naming ketamine.
+    """
+    pool = [s for s in ranked if s.components["text_relevance"] >= MATCH_FLOOR][:GLANCE_CAP]
+    designs = Counter(d for s in pool for d in (s.design or ["unclassified"]))
+    populations = Counter(s.population for s in pool)
+    syntheses = [s for s in pool if set(s.design) & set(SYNTHESIS)]
+    newest = max(syntheses, key=lambda s: (s.citation.get("year") or 0, -(s.rank or 0)), default=None)
+    return {
+        "matching_studies": len(pool),
+        "by_design": {d: designs[d] for d in sorted(designs, key=_design_order)},
+        "by_population": dict(populations.most_common()),
+        "latest_synthesis": None if newest is None else {
+            "pmid": newest.pmid, "citation": newest.citation, "design": newest.design, "url": newest.url,
+            "rank": newest.rank},
+        "durations": duration_sentences(conn, ranked[:max(limit, 1)]),
+    }
+
+
+def _design_order(design: str) -> int:
+    return DESIGN_ORDER.index(design) if design in DESIGN_ORDER else len(DESIGN_ORDER)
+
+
+def duration_sentences(conn: sqlite3.Connection, studies: list[StudyResult]) -> list[dict[str, Any]]:
+    """Sentences of the top studies stating how long an effect lasted or how long patients were followed."""
+    if not studies:
+        return []
+    order = {s.pmid: s for s in studies}
+    marks = ", ".join("?" for _ in order)
+    rows = conn.execute(
+        f"select study_id, position, section, section_kind, text from sentences where study_id in ({marks}) "
+        "order by study_id, position", list(order)).fetchall()
+    found = []
+    for study_id, position, section, kind, text in rows:
+        if kind in DURATION_SECTIONS and states_duration(text or ""):
+            study = order[study_id]
+            found.append((study.rank or 0, _duration_priority(kind), position, {
+                "pmid": study_id, "first_author": study.citation.get("first_author"),
+                "year": study.citation.get("year"), "section": section, "section_kind": kind, "text": text,
+                "url": study.url}))
+    found.sort(key=lambda f: f[:3])
+    per_study: Counter = Counter()
+    out = []
+    for *_, item in found:
+        if per_study[item["pmid"]] < 2:
+            per_study[item["pmid"]] += 1
+            out.append(item)
+        if len(out) == DURATION_SHOWN:
+            break
+    return out
+
+
+def _duration_priority(kind: str) -> int:
+    return {"results": 0, "conclusions": 1, "abstract": 2}.get(kind, 3)
+
+
+# --------------------------------------------------------------------------- measuring quality
+
+
+def load_gold(path: Any) -> list[dict[str, Any]]:
+    """Claims with the PMIDs a careful reader would cite: {"claim": ..., "pmids": [...]} per line."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def recall_at_k(ranked: list[str], gold: list[str], k: int = 10) -> float:
+    """Share of the gold studies in the top k; out of k when there are more than k gold studies."""
+    if not gold:
+        return 0.0
+    return len(set(ranked[:k]) & set(gold)) / min(len(gold), k)
+
+
+def ndcg_at_k(ranked: list[str], gold: list[str], k: int = 10) -> float:
+    """Binary-relevance nDCG: gold studies near the top count more."""
+    import math
+
+    wanted = set(gold)
+    dcg = sum(1 / math.log2(i + 2) for i, pmid in enumerate(ranked[:k]) if pmid in wanted)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(len(wanted), k)))
+    return dcg / ideal if ideal else 0.0
+
+
+def evaluate(conn: Any, gold: list[dict[str, Any]], k: int = 10,
+             vectors: VectorIndex | None = None) -> dict[str, Any]:
+    """Mean recall@k and nDCG@k over gold claims, with each claim's figures."""
+    per_claim = []
+    for item in gold:
+        ranked = [s.pmid for s in check_claim(conn, item["claim"], limit=k, vectors=vectors).results]
+        per_claim.append({"claim": item["claim"], "recall": recall_at_k(ranked, item["pmids"], k),
+                          "ndcg": ndcg_at_k(ranked, item["pmids"], k), "ranked": ranked})
+    count = len(per_claim) or 1
+    return {"recall": sum(c["recall"] for c in per_claim) / count,
+            "ndcg": sum(c["ndcg"] for c in per_claim) / count, "claims": per_claim}

@@ -1,0 +1,96 @@
+"""The claim-check page: /-/claim-check?claim=... ranks studies as `kb check` does.
+
+Loaded by ``kb serve`` from ``--plugins-dir ingest/plugins``. The ranking is the pure
+``ingest.claims.check_claim`` run on Datasette's own read-only connection (``db.execute_fn``).
+Hybrid ranking is used when the semantic extra and ``kb-vectors.db`` are there, else full-text,
+and the page says which. ``?_format=json`` returns the same result as JSON. Every piece of
+record text goes through the template's autoescape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from datasette import hookimpl
+from datasette.utils.asgi import Response
+
+from ingest.claims import ClaimError, check_claim
+
+DATABASE = "kb"
+MODES = ("auto", "fts", "hybrid")
+MAX_LIMIT = 50
+
+
+@hookimpl
+def register_routes():
+    return [(r"^/-/claim-check$", claim_check_page)]
+
+
+def _database(datasette) -> Any:
+    try:
+        return datasette.get_database(DATABASE)
+    except KeyError:  # served under another file name: the first real database
+        names = [n for n in datasette.databases if not n.startswith("_")]
+        return datasette.get_database(names[0]) if names else None
+
+
+def _limit(value: str | None) -> int:
+    try:
+        return max(1, min(MAX_LIMIT, int(value or 10)))
+    except ValueError:
+        return 10
+
+
+def _load_index(path: str | None) -> Any:
+    from ingest.embeddings import SemanticUnavailable, load_index
+
+    if not path:
+        raise SemanticUnavailable("the database is not a file")
+    return load_index(Path(path))
+
+
+async def _vectors(db, mode: str) -> tuple[Any, str | None]:
+    """The vector index (loaded off the event loop), or None and a one-line reason."""
+    if mode == "fts":
+        return None, None
+    try:
+        from ingest.embeddings import SemanticUnavailable
+    except ImportError as exc:  # pragma: no cover - the module needs no extra to import
+        return None, f"semantic matching unavailable ({exc}); full-text search only"
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, _load_index, db.path), None
+    except SemanticUnavailable as exc:
+        return None, f"Semantic matching unavailable ({exc}); full-text search only."
+
+
+async def claim_check_page(datasette, request) -> Response:
+    claim = (request.args.get("claim") or "").strip()
+    mode = request.args.get("mode") or "auto"
+    mode = mode if mode in MODES else "auto"
+    limit = _limit(request.args.get("limit"))
+    db = _database(datasette)
+    result, error, note = None, None, None
+    if db is None:
+        error = "no database is being served"
+    elif claim:
+        vectors, note = await _vectors(db, mode)
+        if mode == "hybrid" and vectors is None:
+            error, note = note, None
+        else:
+            try:
+                result = await db.execute_fn(lambda conn: check_claim(conn, claim, limit=limit, vectors=vectors))
+            except ClaimError as exc:
+                error = str(exc)
+    if request.args.get("_format") == "json":
+        payload = {"claim": claim, "mode": result.mode if result else None, "note": note, "error": error,
+                   "result": result.as_dict() if result else None}
+        return Response.json(payload, status=400 if error else 200)
+    html = await datasette.render_template(
+        "claim_check.html",
+        {"claim": claim, "mode": mode, "modes": MODES, "limit": limit, "result": result, "error": error,
+         "note": note, "database": db.name if db is not None else DATABASE},
+        request=request,
+    )
+    return Response.html(html, status=400 if error else 200)

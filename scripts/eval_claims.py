@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Recall@10 and nDCG@10 of `kb check` on the gold claims, full-text only and hybrid.
+
+Usage: python scripts/eval_claims.py [--db kb.db] [--corpus ../shared/corpus] [--k 10] [--per-claim]
+
+Without --db, kb.db is built from CORPUS/pubmed into a temporary folder (as `kb build
+--from-dir` does). Hybrid needs the `semantic` extra and the vector index (`kb embed --db
+DB`); without them only the full-text figures are printed. Gold: tests/gold/claims.jsonl
+(PMIDs chosen by reading the abstracts; recall@k counts out of min(gold, k)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingest import build as builder  # noqa: E402
+from ingest.claims import evaluate, load_gold  # noqa: E402
+
+
+def kb_path(args: argparse.Namespace, workdir: Path) -> Path:
+    if args.db:
+        return args.db
+    target = workdir / "kb.db"
+    builder.build(target, builder.collect_dir(args.corpus / "pubmed"), "files", "from-dir")
+    return target
+
+
+def vector_index(db: Path):
+    try:
+        from ingest.embeddings import SemanticUnavailable, load_index
+    except ImportError as exc:  # pragma: no cover - the module itself needs no extra
+        return None, str(exc)
+    try:
+        return load_index(db), None
+    except SemanticUnavailable as exc:
+        return None, str(exc)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, help="kb.db to evaluate (default: build one from the corpus)")
+    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
+    parser.add_argument("--gold", type=Path, default=ROOT / "tests" / "gold" / "claims.jsonl")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--per-claim", action="store_true", help="print each claim's recall and nDCG")
+    args = parser.parse_args()
+    gold = load_gold(args.gold)
+    with tempfile.TemporaryDirectory() as workdir:
+        db = kb_path(args, Path(workdir))
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        index, why_not = vector_index(db)
+        modes = [("fts", None)] + ([("hybrid", index)] if index is not None else [])
+        print(f"{len(gold)} gold claims, k={args.k}, db={db}")
+        for mode, vectors in modes:
+            result = evaluate(conn, gold, args.k, vectors)
+            model = f" ({vectors.model})" if vectors is not None else ""
+            print(f"{mode:<7} recall@{args.k} {result['recall']:.3f}  nDCG@{args.k} {result['ndcg']:.3f}{model}")
+            if args.per_claim:
+                for c in result["claims"]:
+                    print(f"    {c['recall']:.2f} {c['ndcg']:.2f}  {c['claim']}")
+        if index is None:
+            print(f"hybrid  not measured: {why_not}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
