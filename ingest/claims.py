@@ -181,17 +181,23 @@ def claim_tags(claim: str) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- ranking
 
 
-def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | None = None) -> ClaimCheck:
-    """Rank the studies bearing on ``claim``; hybrid when ``vectors`` is given, full-text otherwise."""
-    conn = getattr(conn, "conn", conn)  # a sqlite_utils Database works too
+def validate_claim(claim: str | None) -> str:
+    """The claim with its whitespace tidied; ClaimError when there is nothing to search for."""
     claim = " ".join((claim or "").split())
     if not claim:
         raise ClaimError("empty claim")
     if len(claim) > MAX_CLAIM_CHARS:
         raise ClaimError(f"claim longer than {MAX_CLAIM_CHARS} characters")
-    query = fts_query(claim)
-    if not query:
+    if not claim_terms(claim):
         raise ClaimError("the claim has no searchable words")
+    return claim
+
+
+def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | None = None) -> ClaimCheck:
+    """Rank the studies bearing on ``claim``; hybrid when ``vectors`` is given, full-text otherwise."""
+    conn = getattr(conn, "conn", conn)  # a sqlite_utils Database works too
+    claim = validate_claim(claim)
+    query = fts_query(claim)
     _require_sentences(conn)
     rankings = [_fts_ranking(conn, query)]
     if vectors is not None:
@@ -310,18 +316,21 @@ def _score_studies(conn: sqlite3.Connection, sentences: list[tuple[str, Sentence
         sentence.weighted = sentence.relevance * SECTION_WEIGHT.get(sentence.section_kind, 0.9)
         by_study.setdefault(study_id, []).append(sentence)
     rows = _study_rows(conn, list(by_study))
-    best_relevance = max((max(s.weighted for s in group) for group in by_study.values()), default=0.0) or 1.0
-    studies = [_score_study(rows[sid], group, tags, best_relevance) for sid, group in by_study.items()
-               if sid in rows]
+    raw = {sid: _raw_relevance(group) for sid, group in by_study.items() if sid in rows}
+    # Relative to the best study that counts as evidence: a retracted one sets no standard.
+    best = max((r for sid, r in raw.items() if not rows[sid].get("is_retracted")), default=0.0) or 1.0
+    studies = [_score_study(rows[sid], by_study[sid], tags, raw[sid] / best) for sid in raw]
     return sorted(studies, key=lambda s: (-s.score, -(s.citation.get("year") or 0), s.pmid))
 
 
-def _score_study(row: dict, group: list[Sentence], tags: dict[str, list[str]],
-                 best_relevance: float) -> StudyResult:
+def _raw_relevance(group: list[Sentence]) -> float:
+    """The best sentence, plus a little for a second one: the study says it more than once."""
     group.sort(key=lambda s: (-s.weighted, s.position))
+    return group[0].weighted + 0.15 * (group[1].weighted if len(group) > 1 else 0.0)
+
+
+def _score_study(row: dict, group: list[Sentence], tags: dict[str, list[str]], relevance: float) -> StudyResult:
     top = group[0]
-    # A second matching sentence adds a little: the study says it more than once.
-    relevance = (top.weighted + 0.15 * (group[1].weighted if len(group) > 1 else 0.0)) / (1.15 * best_relevance)
     designs = _json_list(row.get("designs"))
     population = population_of(designs, _json_list(row.get("populations")))
     evidence = evidence_weight(designs, population)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .claims import ClaimCheck, ClaimError, StudyResult, check_claim
+from .claims import ClaimCheck, ClaimError, StudyResult, check_claim, validate_claim
 
 DEFAULT_DB = "kb.db"
 CSV_COLUMNS = ["claim", "mode", "rank", "retracted", "pmid", "first_author", "year", "title", "journal", "design",
@@ -100,6 +100,11 @@ def check(claim, file, db_path, limit, mode, as_json, as_csv):
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     claims = _read_claims(claim, file)
+    for text in claims:  # every claim is checkable before any work is done
+        try:
+            validate_claim(text)
+        except ClaimError as exc:
+            _fail(f"{text[:60]!r}: {exc}")
     conn = _open_readonly(db_path)
     index, why_not = resolve_index(db_path, mode)
     if why_not:

@@ -12,6 +12,15 @@ from urllib3.util.retry import Retry
 
 USER_AGENT = "ketamine-kb/0.1 (+https://github.com/; research literature knowledge base)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# Failures worth another try: no connection, no answer in time, or a body cut short (the
+# connection dropped mid-body, which requests reports as ChunkedEncodingError even without
+# chunked encoding) or garbled in transfer (ContentDecodingError).
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 class TransientBodyError(RuntimeError):
@@ -99,7 +108,7 @@ def get_checked(
             response = session.get(url, params=params, timeout=timeout)
         except requests.exceptions.RetryError as exc:
             raise FetchError(f"{url}: gave up after retries ({exc})") from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except TRANSIENT_ERRORS as exc:
             last_error = exc
             continue
         if response.status_code in RETRY_STATUSES:

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Load benchmark: `kb serve` on loopback under a bounded concurrent load.
+
+Usage: python scripts/bench_serve.py [--db kb.db] [--requests 400] [--concurrency 8]
+
+Builds a kb.db from the shared corpus unless --db is given, starts `kb serve` on a free
+127.0.0.1 port, and drives it with a fixed number of requests per endpoint from a thread
+pool (never any other address; every loop is bounded). Prints requests/s and p50/p95/p99
+per endpoint, then checks that the server stayed read-only and that a cheap page still
+answers quickly while an expensive query is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+KB = str(Path(sys.executable).with_name("kb"))
+ENDPOINTS = {
+    "table page": "/kb/studies?_size=50",
+    "faceted table page": "/kb/studies?_facet_array=designs&_facet_array=drugs&_facet=year",
+    "FTS search": "/kb/studies?_search={term}",
+    "study JSON": "/kb/studies/{pmid}.json",
+    "claim check": "/-/claim-check?claim={claim}&_format=json",
+}
+TERMS = ["dissociation", "esketamine", "suicidal", "cystitis", "bdnf", "remission", "infusion", "anxiety"]
+CLAIMS = ["ketamine relief can be permanent", "esketamine causes dissociation", "ketamine increases serotonin"]
+EXPENSIVE_SQL = ("with recursive r(i) as (select 1 union all select i + 1 from r) "
+                 "select count(*) from r")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(base: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            requests.get(base + "/-/versions.json", timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise SystemExit("kb serve did not start")
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def drive(base: str, template: str, count: int, concurrency: int, pmids: list[str]) -> dict:
+    session = requests.Session()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        path = template.format(term=TERMS[i % len(TERMS)], pmid=pmids[i % len(pmids)],
+                               claim=CLAIMS[i % len(CLAIMS)].replace(" ", "+"))
+        started = time.perf_counter()
+        response = session.get(base + path, timeout=30)
+        elapsed = time.perf_counter() - started
+        with lock:
+            latencies.append(elapsed)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(count)))
+    wall = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {"rps": count / wall, "p50": statistics.median(ordered), "p95": percentile(ordered, 0.95),
+            "p99": percentile(ordered, 0.99), "statuses": statuses}
+
+
+def check_read_only(base: str) -> list[str]:
+    problems = []
+    for sql in ("delete from studies", "update studies set title = 'x'", "drop table studies"):
+        response = requests.get(base + "/kb.json", params={"sql": sql}, timeout=10)
+        if response.status_code < 400:
+            problems.append(f"write accepted: {sql}")
+    response = requests.post(base + "/kb/-/create", json={"table": "x", "rows": [{"a": 1}]}, timeout=10)
+    if response.status_code < 400:
+        problems.append("POST /kb/-/create accepted")
+    return problems
+
+
+def cheap_page_during_expensive_query(base: str) -> tuple[float, float, int]:
+    """Latency of a cheap page while a runaway recursive CTE is being stopped by the time limit."""
+    result: dict = {}
+
+    def expensive() -> None:
+        started = time.perf_counter()
+        response = requests.get(base + "/kb.json", params={"sql": EXPENSIVE_SQL}, timeout=60)
+        result["expensive"] = (time.perf_counter() - started, response.status_code)
+
+    thread = threading.Thread(target=expensive)
+    thread.start()
+    time.sleep(0.2)
+    started = time.perf_counter()
+    requests.get(base + "/kb/studies?_size=10", timeout=30).raise_for_status()
+    cheap = time.perf_counter() - started
+    thread.join(timeout=60)
+    seconds, status = result.get("expensive", (float("nan"), 0))
+    return cheap, seconds, status
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path)
+    parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
+    parser.add_argument("--requests", type=int, default=400, help="requests per endpoint")
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db
+        if db is None:
+            db = Path(tmp) / "kb.db"
+            subprocess.run([KB, "build", "--from-dir", str(args.corpus), "--db", str(db), "--no-progress"],
+                           check=True, capture_output=True)
+        port = free_port()
+        server = subprocess.Popen([KB, "serve", "--db", str(db), "--port", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(base)
+            pmids = [r["id"] for r in requests.get(base + "/kb/studies.json?_shape=array&_col=id&_size=100",
+                                                   timeout=10).json()]
+            print(f"kb serve on {base}, {args.requests} requests per endpoint, concurrency {args.concurrency}")
+            for name, template in ENDPOINTS.items():
+                figures = drive(base, template, args.requests, args.concurrency, pmids)
+                print(f"{name:<20} {figures['rps']:7.1f} req/s   p50 {figures['p50'] * 1000:7.1f} ms   "
+                      f"p95 {figures['p95'] * 1000:7.1f} ms   p99 {figures['p99'] * 1000:7.1f} ms   "
+                      f"statuses {figures['statuses']}")
+            problems = check_read_only(base)
+            print("read-only under load: " + ("yes" if not problems else "NO: " + "; ".join(problems)))
+            cheap, seconds, status = cheap_page_during_expensive_query(base)
+            print(f"cheap page during a runaway recursive CTE: {cheap * 1000:.0f} ms "
+                  f"(the CTE was stopped after {seconds:.1f} s with HTTP {status})")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,564 @@
+"""Fault suite: a real `kb build` against loopback servers that misbehave, asserting the final kb.db.
+
+Every source (PubMed E-utilities, Europe PMC, ClinicalTrials.gov) is served by pytest-httpserver
+from the hand-written pages in fixtures/faults/: three pages each, with duplicate and out-of-order
+records, a newer PubMed version (and a stale copy of the older one after it), a DeleteCitation and
+retractions. Faults are queued in front of one page request:
+
+* HTTP-level ones (429/5xx, truncated or error bodies with HTTP 200) are answered by the httpserver
+  handler;
+* socket-level ones (a connection reset with RST, no answer at all, a connection cut mid-body) by
+  :class:`FaultyFront`, a small TCP relay on 127.0.0.1 between the client and httpserver.
+
+A build that recovers must give exactly the kb.db of a clean run (nothing lost, nothing duplicated);
+one that cannot complete must fail with one line on stderr, exit status 1, and leave the previous
+kb.db byte for byte.
+
+The CLI has no --timeout or --rate option: the client classes are wrapped (see ``fast_clients``) so
+a request that gets no answer times out after ``TIMEOUT`` seconds and nothing is rate limited.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import socket
+import sqlite3
+import struct
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from click.testing import CliRunner
+from werkzeug import Request, Response
+
+from ingest import cli as cli_module
+from ingest import clinicaltrials, europepmc, pubmed
+from ingest.cli import cli
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FAULTS = FIXTURES / "faults"
+TIMEOUT = 0.5  # seconds before a request without an answer gives up
+BATCH = 4  # --batch-size: three efetch pages at retstart 0, 4, 8
+SOURCES = ("pubmed", "europepmc", "clinicaltrials")
+
+
+def fixture(name: str) -> bytes:
+    return (FAULTS / name).read_bytes()
+
+
+# The real answers, by page key (see page_key).
+REAL = {
+    "esearch": json.dumps({"header": {"type": "esearch"}, "esearchresult": {
+        "count": "11", "retmax": "0", "retstart": "0", "querykey": "1", "webenv": "MCID_faults"}}).encode(),
+    "efetch:0": fixture("pubmed_page1.xml"),
+    "efetch:4": fixture("pubmed_page2.xml"),
+    "efetch:8": fixture("pubmed_page3.xml"),
+    "search:*": fixture("europepmc_page1.json"),
+    "search:CURSOR2": fixture("europepmc_page2.json"),
+    "search:CURSOR3": fixture("europepmc_page3.json"),
+    "studies:first": fixture("clinicaltrials_page1.json"),
+    "studies:TOKEN2": fixture("clinicaltrials_page2.json"),
+    "studies:TOKEN3": fixture("clinicaltrials_page3.json"),
+}
+# The first request of each source, and one in the middle of its paging.
+FIRST = {"pubmed": "esearch", "europepmc": "search:*", "clinicaltrials": "studies:first"}
+MIDDLE = {"pubmed": "efetch:4", "europepmc": "search:CURSOR2", "clinicaltrials": "studies:TOKEN2"}
+
+
+def page_key(path: str, args: dict[str, str]) -> str:
+    """Which page a request asks for, whatever its other parameters."""
+    if path.endswith("/esearch.fcgi"):
+        return "esearch"
+    if path.endswith("/efetch.fcgi"):
+        return f"efetch:{args.get('retstart')}"
+    if path.endswith("/search"):
+        return f"search:{args.get('cursorMark')}"
+    if path.endswith("/studies"):
+        return f"studies:{args.get('pageToken', 'first')}"
+    return path
+
+
+# --------------------------------------------------------------------------- expected kb.db content
+
+# id -> (pmid_version, title, is_retracted, sources, authors, abstract sections, cited_by_count, links)
+PUBMED_STUDIES = {
+    # Fetched last, lowest PMID: order does not matter.
+    "40000100": (1, "Ketamine in status epilepticus: the lowest PMID, fetched last.", 0, ["pubmed"], 1, 0, None, []),
+    # Version 2 on page 2 replaces version 1 (page 1) whole; the stale version 1 on page 3 changes nothing.
+    "40000101": (2, "Esketamine nasal spray in depression (version 2).", 0, ["pubmed"], 1, 2, None, []),
+    "40000102": (1, "Ketamine cures everything: a retracted trial.", 1, ["pubmed"], 1, 0, None,
+                 [("RetractionIn", 40000199)]),
+    "40000103": (1, "Arketamine in mice: retracted without a notice link.", 1, ["pubmed"], 1, 0, None, []),
+    # On pages 1 and 2: one study, one author row.
+    "40000104": (1, "Ketamine for postoperative pain: a cohort study.", 0, ["pubmed"], 1, 1, None, []),
+    # 40000105 (page 1) is removed by the DeleteCitation on page 2.
+}
+EUROPEPMC_STUDIES = {
+    "40000200": (None, "Ketamine for agitation in the emergency department.", 0, ["europepmc"], 1, 0, 40, []),
+    # On pages 1 and 2; the later copy's higher citation count wins.
+    "40000201": (None, "Ketamine and sleep architecture.", 0, ["europepmc"], 1, 1, 5, []),
+    "40000202": (None, "Ketamine abolishes insomnia: a retracted report.", 1, ["europepmc"], 1, 0, 0,
+                 [("RetractionIn", 40000299)]),
+    "40000204": (None, "Ketamine-induced dissociation during anaesthesia.", 0, ["europepmc"], 1, 0, 1, []),
+    # A preprint without PMID, on pages 1 and 3: one study keyed by DOI.
+    "doi:10.1101/2024.05.05.24300203": (None, "Esketamine and dreaming: a preprint.", 0, ["europepmc"], 0, 0, 0, []),
+}
+# nct_id -> (title, overall_status, enrollment, has_results)
+TRIALS = {
+    "NCT40000300": ("Ketamine Sedation in Children", "TERMINATED", 12, 0),
+    "NCT40000301": ("Esketamine for Late-life Depression", "RECRUITING", 100, 0),
+    "NCT40000302": ("Ketamine Infusion for Cancer Pain", "COMPLETED", 240, 1),  # on pages 1 and 2
+    "NCT40000303": ("Arketamine Safety in Healthy Volunteers", "NOT_YET_RECRUITING", 24, 0),
+    "NCT40000304": ("Oral Ketamine for Chronic Pain", "WITHDRAWN", 0, 0),
+}
+EXPECTED = {
+    "pubmed": (PUBMED_STUDIES, {}),
+    "europepmc": (EUROPEPMC_STUDIES, {}),
+    "clinicaltrials": ({}, TRIALS),
+}
+
+
+def studies_in(db_path: Path) -> dict:
+    db = sqlite3.connect(db_path)
+    try:
+        rows = db.execute("select id, pmid_version, title, is_retracted, sources, cited_by_count from studies")
+        studies = {}
+        for study_id, version, title, retracted, sources, cited in rows.fetchall():
+            authors = db.execute("select count(*) from authors where study_id = ?", [study_id]).fetchone()[0]
+            sections = db.execute("select count(*) from abstract_sections where study_id = ?", [study_id]).fetchone()[0]
+            links = db.execute("select ref_type, ref_pmid from study_links where study_id = ? order by position",
+                               [study_id]).fetchall()
+            studies[study_id] = (version, title, retracted, json.loads(sources), authors, sections, cited, links)
+        return studies
+    finally:
+        db.close()
+
+
+def trials_in(db_path: Path) -> dict:
+    db = sqlite3.connect(db_path)
+    try:
+        rows = db.execute("select nct_id, title, overall_status, enrollment, has_results from trials").fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
+    finally:
+        db.close()
+
+
+def assert_complete(db_path: Path, *sources: str) -> None:
+    """kb.db holds exactly the expected studies and trials of ``sources``: none lost, none doubled."""
+    studies, trials = {}, {}
+    for source in sources:
+        studies.update(EXPECTED[source][0])
+        trials.update(EXPECTED[source][1])
+    assert studies_in(db_path) == studies
+    assert trials_in(db_path) == trials
+    db = sqlite3.connect(db_path)
+    try:
+        status, errors, total = db.execute(
+            "select status, errors, studies_total from ingest_runs order by id desc limit 1").fetchone()
+        # Every child row belongs to a study that exists.
+        assert db.execute("pragma foreign_key_check").fetchall() == []
+    finally:
+        db.close()
+    assert (status, json.loads(errors), total) == ("ok", [], len(studies))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- fault injection
+
+
+@dataclass
+class Answer:
+    """An HTTP answer served instead of the real page."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+
+    def response(self) -> Response:
+        return Response(self.body, status=self.status, headers=self.headers)
+
+
+RESET, HANG, CUT = "reset", "hang", "cut"  # socket-level faults, played by FaultyFront
+
+
+class Faults:
+    """Faults queued per page key; ``forever`` ones never stop. Counts every request per key."""
+
+    def __init__(self):
+        self.queued: dict[str, list] = defaultdict(list)
+        self.forever: dict[str, object] = {}
+        self.requests: dict[str, int] = defaultdict(int)
+        self.lock = threading.Lock()
+
+    def queue(self, key: str, *faults) -> None:
+        self.queued[key].extend(faults)
+
+    def take(self, key: str, socket_level: bool):
+        """The next fault for ``key`` if it is of the asked level (socket or HTTP), else None."""
+        with self.lock:
+            fault = self.forever.get(key) or (self.queued[key][0] if self.queued[key] else None)
+            if fault is None or isinstance(fault, str) != socket_level:
+                return None
+            if key not in self.forever:
+                self.queued[key].pop(0)
+            return fault
+
+
+def serve(httpserver, faults: Faults) -> None:
+    """Route every endpoint of the three sources through ``faults`` to the real pages."""
+
+    def handler(request: Request) -> Response:
+        key = page_key(request.path, request.args)
+        with faults.lock:
+            faults.requests[key] += 1
+        fault = faults.take(key, socket_level=False)
+        if fault is not None:
+            return fault.response()
+        if key not in REAL:
+            return Response(f"no page {key}", status=404)
+        return Response(REAL[key], content_type="text/xml" if key.startswith("efetch") else "application/json")
+
+    for path in ("/eutils/esearch.fcgi", "/eutils/efetch.fcgi", "/epmc/search", "/ct/studies"):
+        httpserver.expect_request(path).respond_with_handler(handler)
+
+
+class FaultyFront:
+    """A TCP relay on 127.0.0.1 that forwards each connection to httpserver, or misbehaves.
+
+    For each connection it reads the request head, asks ``faults`` for a socket-level fault
+    for that page, and then: resets the connection (RST, SO_LINGER 0) without answering; keeps
+    it open without answering until the client gives up; or forwards the request and relays
+    only half of the answer before resetting. Every loop is bounded in time and count.
+    """
+
+    MAX_CONNECTIONS = 200
+    MAX_SECONDS = 60.0
+
+    def __init__(self, backend: tuple[str, int], faults: Faults):
+        self.backend = backend
+        self.faults = faults
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stopping = threading.Event()
+        self.workers: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        deadline = time.monotonic() + self.MAX_SECONDS
+        while not self.stopping.is_set() and time.monotonic() < deadline and self.connections < self.MAX_CONNECTIONS:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            worker = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            worker.start()
+            self.workers.append(worker)
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(5)
+            head = _read_head(conn)
+            target = urlsplit(head.split(b" ", 2)[1].decode("latin-1")) if head.count(b" ") >= 2 else None
+            if target is None:
+                return
+            args = {k: v[0] for k, v in parse_qs(target.query, keep_blank_values=True).items()}
+            fault = self.faults.take(page_key(target.path, args), socket_level=True)
+            if fault == RESET:
+                _reset(conn)
+            elif fault == HANG:
+                self._hang(conn)
+            else:
+                answer = self._forward(head)
+                conn.sendall(answer[: len(answer) // 2] if fault == CUT else answer)
+                if fault == CUT:
+                    _reset(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _hang(self, conn: socket.socket) -> None:
+        """Say nothing until the client hangs up (or the test ends): a read timeout for the client."""
+        conn.settimeout(0.05)
+        deadline = time.monotonic() + 10
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                if conn.recv(4096) == b"":
+                    return
+            except TimeoutError:
+                continue
+
+    def _forward(self, head: bytes) -> bytes:
+        with socket.create_connection(self.backend, timeout=5) as backend:
+            backend.sendall(head)
+            chunks = []
+            # httpserver speaks HTTP/1.0 and closes after the answer.
+            while sum(map(len, chunks)) < 16 * 1024 * 1024:
+                chunk = backend.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.listener.close()
+        self.thread.join(timeout=5)
+        for worker in self.workers:
+            worker.join(timeout=5)
+
+
+def _read_head(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _reset(conn: socket.socket) -> None:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+# --------------------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(autouse=True)
+def fast_clients(monkeypatch):
+    """No rate limit and a short timeout for the clients `kb build` creates (it has no option for either)."""
+    for module, name in ((cli_module, "PubMedClient"), (europepmc, "EuropePMCClient"),
+                         (clinicaltrials, "ClinicalTrialsClient")):
+        monkeypatch.setattr(module, name, functools.partial(getattr(module, name), rate=1000, timeout=TIMEOUT))
+
+
+@pytest.fixture
+def faults(httpserver) -> Faults:
+    queued = Faults()
+    serve(httpserver, queued)
+    return queued
+
+
+@pytest.fixture
+def front(httpserver, faults):
+    relay = FaultyFront((httpserver.host, httpserver.port), faults)
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
+def base_url(httpserver) -> str:
+    return httpserver.url_for("").rstrip("/")
+
+
+def kb_build(db: Path, base: str, *sources: str, retries: int = 3, backoff: str = "0"):
+    args = ["build", "--db", str(db), "--no-progress", "--batch-size", str(BATCH),
+            "--retries", str(retries), "--backoff", backoff, "--base-url", f"{base}/eutils/",
+            "--europepmc-url", f"{base}/epmc/", "--clinicaltrials-url", f"{base}/ct/"]
+    for source in sources:
+        args += ["--source", source]
+    return CliRunner().invoke(cli, args)
+
+
+def one_line_error(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def existing_db(tmp_path) -> Path:
+    """A kb.db from an earlier (offline) build, to be left untouched by a failed one."""
+    folder = tmp_path / "earlier"
+    folder.mkdir()
+    (folder / "cases.xml").write_bytes((FIXTURES / "pubmed" / "efetch_cases.xml").read_bytes())
+    db = tmp_path / "kb.db"
+    result = CliRunner().invoke(cli, ["build", "--from-dir", str(folder), "--db", str(db), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".kb.db"))
+
+
+def truncated(key: str) -> Answer:
+    return Answer(200, REAL[key][: len(REAL[key]) // 2])
+
+
+def error_bodies(key: str) -> list[Answer]:
+    """HTTP-200 answers that are errors, as each service really sends them."""
+    html = Answer(200, (FIXTURES / "eutils" / "service_unavailable.html").read_bytes(), {"Content-Type": "text/html"})
+    if key == "esearch":
+        return [html, Answer(200, (FIXTURES / "eutils" / "rate_limited.json").read_bytes())]
+    if key.startswith("efetch"):
+        return [html, Answer(200, (FIXTURES / "eutils" / "rate_limited.json").read_bytes()),
+                Answer(200, fixture("efetch_error.xml"))]
+    if key.startswith("search"):
+        return [Answer(200, (FIXTURES / "europepmc" / "service_unavailable.html").read_bytes()),
+                Answer(200, fixture("europepmc_error.json"))]
+    return [Answer(200, fixture("clinicaltrials_unavailable.html"))]
+
+
+def recoverable(kind: str, key: str) -> list:
+    """A burst of faults that ``--retries 3`` gets past."""
+    return {
+        "429 storm": [Answer(429, b"Too Many Requests")] * 3,
+        "429 storm with Retry-After": [Answer(429, b"slow down", {"Retry-After": "0"})] * 2
+        + [Answer(429, b"slow down", {"Retry-After": "1"})],
+        "500, 502, 503": [Answer(500, b"oops"), Answer(502, b"bad gateway"),
+                          Answer(503, b"unavailable", {"Retry-After": "0"})],
+        "connection resets": [RESET] * 3,
+        "timeouts": [HANG] * 2,
+        "connection cut mid-body": [CUT, CUT],
+        "truncated body with HTTP 200": [truncated(key)] * 2,
+        "error body with HTTP 200": error_bodies(key),
+    }[kind]
+
+
+RECOVERABLE = ["429 storm", "429 storm with Retry-After", "500, 502, 503", "connection resets", "timeouts",
+               "connection cut mid-body", "truncated body with HTTP 200", "error body with HTTP 200"]
+SOCKET_LEVEL = {"connection resets", "timeouts", "connection cut mid-body"}
+
+
+# --------------------------------------------------------------------------- a clean run
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_clean_run_holds_exactly_the_expected_records(source, faults, base_url, tmp_path):
+    db = tmp_path / "kb.db"
+    result = kb_build(db, base_url, source)
+    assert result.exit_code == 0, result.output
+    assert_complete(db, source)
+    # Each page was asked for exactly once.
+    asked = {k: n for k, n in faults.requests.items() if k.split(":")[0] in
+             {"pubmed": ("esearch", "efetch"), "europepmc": ("search",), "clinicaltrials": ("studies",)}[source]}
+    assert set(asked.values()) == {1}, asked
+
+
+def test_clean_run_of_all_three_sources(faults, base_url, tmp_path):
+    db = tmp_path / "kb.db"
+    result = kb_build(db, base_url)
+    assert result.exit_code == 0, result.output
+    assert_complete(db, *SOURCES)
+
+
+# --------------------------------------------------------------------------- faults a build gets past
+
+
+@pytest.mark.parametrize("kind", RECOVERABLE)
+@pytest.mark.parametrize("source", SOURCES)
+def test_build_recovers_from_faults_mid_paging(source, kind, faults, front, httpserver, tmp_path):
+    """Faults in front of a page in the middle of the paging: the retried page is neither lost nor doubled."""
+    key = MIDDLE[source]
+    faults.queue(key, *recoverable(kind, key))
+    db = tmp_path / "kb.db"
+    started = time.monotonic()
+    base = front.url if kind in SOCKET_LEVEL else httpserver.url_for("").rstrip("/")
+    result = kb_build(db, base, source)
+    assert result.exit_code == 0, result.output
+    assert_complete(db, source)
+    assert faults.queued[key] == [], "every queued fault was met"
+    if kind in SOCKET_LEVEL:
+        assert front.connections == sum(faults.requests.values()) + len(recoverable(kind, key))
+    else:
+        assert faults.requests[key] == len(recoverable(kind, key)) + 1
+    if kind == "429 storm with Retry-After":
+        assert time.monotonic() - started >= 0.95, "Retry-After: 1 was not honoured"
+
+
+@pytest.mark.parametrize("kind", ["429 storm", "connection resets", "truncated body with HTTP 200",
+                                  "error body with HTTP 200"])
+@pytest.mark.parametrize("source", SOURCES)
+def test_build_recovers_from_faults_on_the_first_request(source, kind, faults, front, httpserver, tmp_path):
+    key = FIRST[source]
+    faults.queue(key, *recoverable(kind, key))
+    db = tmp_path / "kb.db"
+    base = front.url if kind in SOCKET_LEVEL else httpserver.url_for("").rstrip("/")
+    result = kb_build(db, base, source)
+    assert result.exit_code == 0, result.output
+    assert_complete(db, source)
+    assert faults.queued[key] == []
+
+
+def test_faults_in_every_source_of_one_build(faults, front, tmp_path):
+    faults.queue("efetch:8", Answer(429, b"", {"Retry-After": "0"}), RESET, truncated("efetch:8"))
+    faults.queue("search:CURSOR3", HANG, Answer(502), *error_bodies("search:CURSOR3"))
+    faults.queue("studies:TOKEN3", CUT, Answer(503), truncated("studies:TOKEN3"))
+    db = tmp_path / "kb.db"
+    result = kb_build(db, front.url)
+    assert result.exit_code == 0, result.output
+    assert_complete(db, *SOURCES)
+
+
+# --------------------------------------------------------------------------- faults that never end
+
+
+def never_ending(kind: str, key: str):
+    return {
+        "429 storm": (Answer(429, b"Too Many Requests"), "HTTP 429 after 1 retries"),
+        "429 storm with Retry-After": (Answer(429, b"", {"Retry-After": "0"}), "HTTP 429 after 1 retries"),
+        "503": (Answer(503, b"Service Unavailable"), "HTTP 503 after 1 retries"),
+        "connection resets": (RESET, "reset by peer"),
+        "timeouts": (HANG, "timed out"),
+        "truncated body with HTTP 200": (truncated(key), "truncated" if key.startswith("efetch") else "invalid JSON"),
+        "HTML error page with HTTP 200": (error_bodies(key)[0], "HTML page"),
+    }[kind]
+
+
+NEVER_ENDING = ["429 storm", "429 storm with Retry-After", "503", "connection resets", "timeouts",
+                "truncated body with HTTP 200", "HTML error page with HTTP 200"]
+
+
+@pytest.mark.parametrize("kind", NEVER_ENDING)
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_fault_that_never_ends_fails_cleanly(source, kind, faults, front, httpserver, existing_db):
+    key = MIDDLE[source]
+    fault, message = never_ending(kind, key)
+    faults.forever[key] = fault
+    before = digest(existing_db)
+    base = front.url if kind in SOCKET_LEVEL else httpserver.url_for("").rstrip("/")
+    result = kb_build(existing_db, base, source, retries=1)
+    assert result.exit_code == 1, result.output
+    line = one_line_error(result)
+    assert message in line, line
+    assert page_key_path(key) in line, line
+    assert digest(existing_db) == before
+    assert leftovers(existing_db.parent) == []
+    # Retries are bounded: at most (1 + 1) get_checked attempts of (1 + 1) urllib3 tries each.
+    assert faults.requests[key] + (front.connections if kind in SOCKET_LEVEL else 0) <= 8
+
+
+def page_key_path(key: str) -> str:
+    return {"esearch": "esearch.fcgi", "efetch": "efetch.fcgi", "search": "/epmc/search",
+            "studies": "/ct/studies"}[key.split(":")[0]]
+
+
+def test_a_failing_last_source_discards_the_others(faults, httpserver, base_url, existing_db):
+    """PubMed and Europe PMC complete, ClinicalTrials.gov never does: nothing is written."""
+    faults.forever["studies:TOKEN3"] = Answer(503, b"down")
+    before = digest(existing_db)
+    result = kb_build(existing_db, base_url, retries=1)
+    assert result.exit_code == 1
+    assert "HTTP 503" in one_line_error(result)
+    assert faults.requests["efetch:8"] == 1 and faults.requests["search:CURSOR3"] == 1
+    assert digest(existing_db) == before
+    assert leftovers(existing_db.parent) == []
