@@ -28,7 +28,7 @@ SENTENCES_SHOWN = 2
 MATCH_FLOOR = 0.5  # a study "matches" (evidence at a glance) at half the best study's relevance
 GLANCE_CAP = 100
 RRF_K = 60
-CONTEXT_WEIGHT = 0.3  # bm25 weight of the study context column (title, tags, year) against the sentence
+CONTEXT_WEIGHT = 1.0  # bm25 weight of the study context column (title, tags, year): the topic counts as much
 
 # Evidence strength by design, 0..1. Protocols report no results; reviews without a method
 # are opinion; laboratory studies are not evidence about people.
@@ -66,6 +66,45 @@ ourselves out over own people person really same shall she should so some such t
 them themselves then there these they thing things this those though through thus to too truly under until
 up upon us very was wasn we were weren what when where whether which while who whom whose why will with
 within without would wouldn yet you your yours yourself yourselves s t ll re ve d m
+""".split())
+
+# Words a writer uses for what abstracts call otherwise: each lay word also searches for these.
+LAY_TERMS: dict[str, tuple[str, ...]] = {
+    "mouth": ("oral",), "swallowed": ("oral",), "pill": ("oral", "tablet"), "pills": ("oral", "tablet"),
+    "tablets": ("oral",), "nose": ("intranasal", "nasal"), "nasally": ("intranasal", "nasal"),
+    "intranasally": ("intranasal", "nasal"), "injection": ("intramuscular", "subcutaneous"),
+    "injected": ("intramuscular", "subcutaneous"), "drip": ("infusion", "intravenous"), "iv": ("intravenous",),
+    "intravenously": ("intravenous", "infusion"), "breathing": ("respiratory",), "breathe": ("respiratory",),
+    "breath": ("respiratory",), "heart": ("cardiac", "cardiovascular"), "pulse": ("heart rate", "tachycardia"),
+    "surgery": ("postoperative", "perioperative", "surgical"), "operation": ("postoperative", "surgical"),
+    "teenagers": ("adolescents", "youth"), "teenager": ("adolescent", "youth"), "teens": ("adolescents", "youth"),
+    "kids": ("children", "pediatric"), "children": ("pediatric",), "child": ("pediatric",),
+    "elderly": ("older", "geriatric", "late-life"), "older": ("elderly", "geriatric", "late-life"),
+    "addictive": ("addiction", "dependence", "misuse", "abuse"), "addicted": ("addiction", "dependence"),
+    "hooked": ("addiction", "dependence"), "bladder": ("urinary", "urological", "cystitis"),
+    "kidney": ("renal",), "kidneys": ("renal",), "liver": ("hepatic", "hepatotoxicity"),
+    "memory": ("cognitive", "cognition"), "thinking": ("cognitive", "cognition"),
+    "suicide": ("suicidal", "suicidality"), "quickly": ("rapid", "rapidly"), "fast": ("rapid",),
+    "permanent": ("sustained", "long-term", "durable", "relapse"), "permanently": ("sustained", "long-term"),
+    "lasting": ("sustained", "durable", "long-term"), "last": ("duration", "sustained", "persisted"),
+    "wears": ("relapse", "duration"), "detached": ("dissociation", "dissociative", "depersonalization"),
+    "dissociated": ("dissociation", "dissociative"), "agitated": ("agitation",), "wake": ("emergence",),
+    "waking": ("emergence",), "drink": ("alcohol", "drinking"), "alcoholism": ("alcohol",),
+    "smoking": ("tobacco", "nicotine"), "inflammatory": ("inflammation", "cytokine"),
+    "painkiller": ("analgesic", "opioid"), "painkillers": ("analgesic", "opioid"), "depressed": ("depression",),
+    "anxious": ("anxiety",), "worry": ("anxiety",), "psychosis": ("psychotic", "psychotomimetic"),
+    "psychotic": ("psychosis",), "electroshock": ("electroconvulsive",), "shock": ("electroconvulsive",),
+    "ect": ("electroconvulsive",), "electroconvulsive": ("ect",), "serotonin": ("5-ht", "serotonergic"),
+    "ptsd": ("posttraumatic", "post-traumatic"), "ocd": ("obsessive-compulsive",), "obsessive": ("ocd",),
+    "childbirth": ("postpartum", "delivery"), "birth": ("postpartum", "delivery"),
+    "safe": ("safety", "tolerability"), "dangerous": ("safety", "adverse", "risk"), "harmful": ("adverse", "risk"),
+    "effective": ("efficacy",), "beats": ("superior", "versus"), "better": ("superior",),
+    "repeated": ("serial", "maintenance"), "single": ("one-time",),
+}
+# Words that carry no topic in a claim ("it works", "people feel"); their lay expansions still count.
+FILLER = frozenset("""
+work works worked working help helps helped make makes made feel feels felt take takes taken took give gives
+given gave people person patients thing things really stop stops stopped beat beats become becomes becoming
 """.split())
 
 # British spellings a writer may use, and the American ones most abstracts use.
@@ -136,7 +175,8 @@ def claim_terms(claim: str) -> list[str]:
         token = token.replace("'", "")
         if not token or token in STOPWORDS or (len(token) == 1 and not token.isdigit()):
             continue
-        for variant in (token, *_spellings(token)):
+        kept = () if token in FILLER else (token, *_spellings(token))
+        for variant in (*kept, *LAY_TERMS.get(token, ())):
             if variant not in terms:
                 terms.append(variant)
     return terms[:MAX_TERMS]
@@ -199,12 +239,11 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     claim = validate_claim(claim)
     query = fts_query(claim)
     _require_sentences(conn)
-    rankings = [_fts_ranking(conn, query)]
+    rankings = [_relative(_fts_ranking(conn, query), "bm25")]
     if vectors is not None:
-        rankings.append(_vector_ranking(conn, vectors, claim))
-    sentences = _fuse(rankings) if len(rankings) > 1 else _bm25_relevance(rankings[0])
+        rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine"))
     tags = claim_tags(claim)
-    studies = _score_studies(conn, sentences, tags)
+    studies = _score_studies(conn, rankings, tags)
     ranked = [s for s in studies if not s.retracted]
     for number, study in enumerate(ranked, 1):
         study.rank = number
@@ -262,34 +301,24 @@ def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None
                             text=row[5], bm25=bm25, cosine=cosine)
 
 
-def _bm25_relevance(ranking: list[tuple[str, Sentence]]) -> list[tuple[str, Sentence]]:
-    """bm25 as a share of the best sentence's (bm25 is negative: more negative is better)."""
-    best = min((s.bm25 for _, s in ranking if s.bm25 is not None), default=0.0)
+def _relative(ranking: list[tuple[str, Sentence]], measure: str) -> list[tuple[str, Sentence]]:
+    """Each sentence's relevance in 0..1 within its ranking, then weighted by its section.
+
+    bm25 (negative: lower is better) as a share of the best sentence's; cosine rescaled from the
+    weakest candidate (0) to the best (1), since raw cosines of one model crowd into a narrow band.
+    """
+    values = [getattr(s, measure) for _, s in ranking if getattr(s, measure) is not None]
+    if values and measure == "bm25":
+        best = min(values)
+        scale = (lambda v: v / best) if best else (lambda v: 0.0)
+    elif values:
+        low, high = min(values), max(values)
+        scale = (lambda v: (v - low) / (high - low)) if high > low else (lambda v: 1.0)
     for _, sentence in ranking:
-        sentence.relevance = (sentence.bm25 or 0.0) / best if best else 0.0
+        value = getattr(sentence, measure)
+        sentence.relevance = scale(value) if value is not None else 0.0
+        sentence.weighted = sentence.relevance * SECTION_WEIGHT.get(sentence.section_kind, 0.9)
     return ranking
-
-
-def _fuse(rankings: list[list[tuple[str, Sentence]]]) -> list[tuple[str, Sentence]]:
-    """Reciprocal rank fusion of sentence rankings; relevance is the fused score over the best one."""
-    fused: dict[int, tuple[str, Sentence, float]] = {}
-    for ranking in rankings:
-        for rank, (study_id, sentence) in enumerate(ranking, 1):
-            previous = fused.get(sentence.rowid)
-            score = 1.0 / (RRF_K + rank)
-            if previous:
-                kept = previous[1]
-                kept.bm25 = kept.bm25 if kept.bm25 is not None else sentence.bm25
-                kept.cosine = kept.cosine if kept.cosine is not None else sentence.cosine
-                fused[sentence.rowid] = (study_id, kept, previous[2] + score)
-            else:
-                fused[sentence.rowid] = (study_id, sentence, score)
-    best = max((score for _, _, score in fused.values()), default=0.0)
-    out = []
-    for study_id, sentence, score in fused.values():
-        sentence.relevance = score / best if best else 0.0
-        out.append((study_id, sentence))
-    return out
 
 
 STUDY_COLUMNS = ("id", "title", "year", "journal", "first_author", "doi", "designs", "populations",
@@ -309,23 +338,60 @@ def _study_rows(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict]:
     return out
 
 
-def _score_studies(conn: sqlite3.Connection, sentences: list[tuple[str, Sentence]],
+def _score_studies(conn: sqlite3.Connection, rankings: list[list[tuple[str, Sentence]]],
                    tags: dict[str, list[str]]) -> list[StudyResult]:
-    by_study: dict[str, list[Sentence]] = {}
-    for study_id, sentence in sentences:
-        sentence.weighted = sentence.relevance * SECTION_WEIGHT.get(sentence.section_kind, 0.9)
-        by_study.setdefault(study_id, []).append(sentence)
-    rows = _study_rows(conn, list(by_study))
-    raw = {sid: _raw_relevance(group) for sid, group in by_study.items() if sid in rows}
+    """Group each ranking's sentences by study; one ranking gives relative relevance, several are fused.
+
+    Fusion is reciprocal rank fusion over study ranks (each study ranked in each list by its best
+    sentences), so a study whose words match in one sentence and whose meaning matches in another
+    is reinforced, not split.
+    """
+    per_list = [_group(ranking) for ranking in rankings]
+    ids = list(dict.fromkeys(sid for groups in per_list for sid in groups))
+    rows = _study_rows(conn, ids)
+    ids = [sid for sid in ids if sid in rows]
+    evidence_ids = [sid for sid in ids if not rows[sid].get("is_retracted")]
+    if len(per_list) == 1:
+        raw = {sid: _raw_relevance(per_list[0][sid]) for sid in ids}
+    else:
+        raw = {sid: 0.0 for sid in ids}
+        for groups in per_list:
+            order = sorted((sid for sid in ids if sid in groups), key=lambda sid: -_raw_relevance(groups[sid]))
+            for rank, sid in enumerate(order, 1):
+                raw[sid] += 1.0 / (RRF_K + rank)
     # Relative to the best study that counts as evidence: a retracted one sets no standard.
-    best = max((r for sid, r in raw.items() if not rows[sid].get("is_retracted")), default=0.0) or 1.0
-    studies = [_score_study(rows[sid], by_study[sid], tags, raw[sid] / best) for sid in raw]
+    best = max((raw[sid] for sid in evidence_ids), default=0.0) or 1.0
+    studies = [_score_study(rows[sid], _merged(sid, per_list), tags, raw[sid] / best) for sid in ids]
     return sorted(studies, key=lambda s: (-s.score, -(s.citation.get("year") or 0), s.pmid))
 
 
+def _group(ranking: list[tuple[str, Sentence]]) -> dict[str, list[Sentence]]:
+    groups: dict[str, list[Sentence]] = {}
+    for study_id, sentence in ranking:
+        groups.setdefault(study_id, []).append(sentence)
+    for group in groups.values():
+        group.sort(key=lambda s: (-s.weighted, s.position))
+    return groups
+
+
+def _merged(study_id: str, per_list: list[dict[str, list[Sentence]]]) -> list[Sentence]:
+    """The study's matching sentences from every ranking, best first, each sentence once."""
+    seen: dict[int, Sentence] = {}
+    for groups in per_list:
+        for sentence in groups.get(study_id, []):
+            kept = seen.get(sentence.rowid)
+            if kept is None:
+                seen[sentence.rowid] = sentence
+                continue
+            kept.bm25 = kept.bm25 if kept.bm25 is not None else sentence.bm25
+            kept.cosine = kept.cosine if kept.cosine is not None else sentence.cosine
+            if sentence.weighted > kept.weighted:
+                kept.relevance, kept.weighted = sentence.relevance, sentence.weighted
+    return sorted(seen.values(), key=lambda s: (-s.weighted, s.position))
+
+
 def _raw_relevance(group: list[Sentence]) -> float:
-    """The best sentence, plus a little for a second one: the study says it more than once."""
-    group.sort(key=lambda s: (-s.weighted, s.position))
+    """The best sentence (groups are sorted), plus a little for a second: the study says it more than once."""
     return group[0].weighted + 0.15 * (group[1].weighted if len(group) > 1 else 0.0)
 
 

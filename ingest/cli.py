@@ -264,6 +264,9 @@ def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -
         "--setting", "max_returned_rows", "1000",
         "--setting", "facet_time_limit_ms", "500",
         "--setting", "default_page_size", "50",
+        # Facet suggestions scan every column on every table page: seconds at 100k studies.
+        "--setting", "suggest_facets", "off",
+        "--setting", "truncate_cells_html", "300",
     ]
     if metadata:
         args += ["--metadata", str(metadata)]
@@ -274,6 +277,17 @@ def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -
         elif path.is_dir():
             args += ["--static", f"static:{path}"]
     return args
+
+
+def served_path(db_path: Path) -> Path:
+    """The database as Datasette must see it: named kb.db, so metadata.yml's `kb` section applies."""
+    if db_path.name == "kb.db":
+        return db_path
+    import tempfile
+
+    link = Path(tempfile.mkdtemp(prefix="kb-serve-")) / "kb.db"
+    link.symlink_to(db_path.resolve())
+    return link
 
 
 @cli.command()
@@ -297,7 +311,7 @@ def serve(db_path, host, port, metadata):
         fail(f"{db_path}: no such database (run `kb build` first)")
     if metadata and not Path(metadata).exists():
         fail(f"{metadata}: no such metadata file")
-    args = datasette_args(db_path, host, port, metadata)
+    args = datasette_args(served_path(db_path), host, port, metadata)
     click.echo(f"Serving {db_path} read-only at http://{host}:{port}/", err=True)
     # Replace this process: signals sent to `kb serve` reach Datasette itself.
     os.execve(args[0], args, {**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -25,6 +25,7 @@ from .text import (
     normalise_doi,
     normalise_pmcid,
     parse_free_date,
+    parse_id,
 )
 
 DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
@@ -80,8 +81,8 @@ def parse_pubmed_xml(data: bytes) -> ParseResult:
                     result.errors.append(f"skipped a PubmedArticle: {exc}")
             elif el.tag == "DeleteCitation":
                 for pmid in el.findall("PMID"):
-                    if (pmid.text or "").strip().isdigit():
-                        result.deleted.append(int(pmid.text))
+                    if parse_id(pmid.text):
+                        result.deleted.append(parse_id(pmid.text))
             el.clear(keep_tail=True)
     except etree.XMLSyntaxError as exc:
         error = ParseError(f"malformed XML: {exc}")
@@ -97,8 +98,9 @@ def parse_article(article) -> dict:
         raise ValueError("no MedlineCitation")
     pmid_el = citation.find("PMID")
     pmid_text = (pmid_el.text or "").strip() if pmid_el is not None else ""
-    if not pmid_text.isdigit():
-        raise ValueError(f"bad PMID {pmid_text!r}")
+    pmid = parse_id(pmid_text)
+    if pmid is None:
+        raise ValueError(f"bad PMID {pmid_text[:20]!r}")
     art = citation.find("Article")
     if art is None:
         raise ValueError(f"PMID {pmid_text}: no Article")
@@ -108,8 +110,8 @@ def parse_article(article) -> dict:
         year, pub_date = _article_date(art)
     sections = _abstract_sections(art.find("Abstract"))
     record = {
-        "pmid": int(pmid_text),
-        "pmid_version": int(pmid_el.get("Version") or 1),
+        "pmid": pmid,
+        "pmid_version": _version(pmid_el.get("Version")),
         "title": element_text(art.find("ArticleTitle")) or element_text(art.find("VernacularTitle")),
         "abstract_sections": sections,
         "abstract": join_sections(sections),
@@ -145,6 +147,12 @@ def parse_article(article) -> dict:
         d["accession"] for d in record["databanks"] if d["name"].lower().startswith("clinicaltrials")
     ]
     return record
+
+
+def _version(value: str | None) -> int:
+    """The PMID's Version attribute: 1 when absent or unreadable (versions are small numbers)."""
+    version = parse_id(value)
+    return version if version and version < 1000 else 1
 
 
 def join_sections(sections: list[dict]) -> str:
@@ -256,7 +264,7 @@ def _comment_correction(cc) -> dict:
     pmid_text = clean_ws(pmid.text) if pmid is not None else ""
     return {
         "ref_type": cc.get("RefType"),
-        "pmid": int(pmid_text) if pmid_text.isdigit() else None,
+        "pmid": parse_id(pmid_text),
         "source": element_text(cc.find("RefSource")) or None,
         "note": element_text(cc.find("Note")) or None,
     }
@@ -306,18 +314,22 @@ def check_ncbi_body(content: bytes, expect: str) -> None:
     if expect == "json":
         try:
             payload = json.loads(content)
-        except ValueError as exc:
-            raise TransientBodyError(f"NCBI returned invalid JSON: {exc}") from exc
-        error = payload.get("error") or payload.get("esearchresult", {}).get("ERROR")
+        except (ValueError, RecursionError) as exc:
+            raise TransientBodyError(f"NCBI returned invalid JSON: {str(exc)[:200]}") from exc
+        payload = payload if isinstance(payload, dict) else {}
+        result = payload.get("esearchresult")
+        error = payload.get("error") or (result.get("ERROR") if isinstance(result, dict) else None)
         if error:
-            text = str(error)
+            text = clean_ws(str(error))[:300]
             if "rate limit" in text.lower():
                 raise TransientBodyError(f"NCBI: {text}")
             raise NCBIError(f"NCBI esearch error: {text}")
+        if not isinstance(result, dict) or not re.fullmatch(r"[0-9]{1,18}", str(result.get("count", "")).strip()):
+            raise TransientBodyError("NCBI esearch answer has no result count")
         return
     match = re.search(rb"<ERROR>(.*?)</ERROR>", head, re.DOTALL)
     if match and b"<PubmedArticleSet" not in head:
-        text = match.group(1).decode("utf-8", "replace").strip()
+        text = clean_ws(match.group(1).decode("utf-8", "replace"))[:300]
         if "session" in text.lower() or "webenv" in text.lower():
             raise SessionExpired(f"NCBI: {text}")
         raise TransientBodyError(f"NCBI efetch error: {text}")
@@ -393,7 +405,8 @@ class PubMedClient:
             datetype="pdat" if mindate else None, mindate=mindate, maxdate=maxdate,
         )
         body = json.loads(self._get("esearch.fcgi", params, "json", fresh))["esearchresult"]
-        return SearchResult(int(body.get("count", 0)), body.get("webenv"), body.get("querykey"))
+        # check_ncbi_body has made sure the count is a number.
+        return SearchResult(int(str(body["count"]).strip()), body.get("webenv"), body.get("querykey"))
 
     def date_slices(
         self, term: str, start: dt.date, end: dt.date

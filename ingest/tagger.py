@@ -671,7 +671,8 @@ _PEOPLE = (r"(?:[\w-]+\s+){0,4}?(?:patients|participants|subjects|adults|individ
 _SIZE_PATTERNS = [
     re.compile(r"\b(?:randomi[sz]ed|enrolled|included|recruited|allocated|assigned)\s+" + _NUM + r"\s+" + _PEOPLE,
                re.I),
-    re.compile(r"\b" + _NUM + r"\s+" + _PEOPLE + r"\s+(?:were|was)\s+(?:randomi[sz]ed|enrolled|included|recruited|"
+    re.compile(r"\b" + _NUM + r"\s+" + _PEOPLE + r"(?:\s+(?:with|from|who|aged|diagnosed)\b[^,.;]{0,60}?)?"
+               r"\s+(?:were|was)\s+(?:randomi[sz]ed|enrolled|included|recruited|"
                r"randomly|allocated|assigned|treated|studied)", re.I),
     re.compile(r"\b(?:a total of|total of|overall,?)\s+" + _NUM + r"\s+" + _PEOPLE, re.I),
     re.compile(r"\(\s*n\s*=\s*(\d{1,3}(?:,\d{3})+|\d+)\s*\)", re.I),

@@ -6,7 +6,12 @@ import html
 import re
 
 _WS = re.compile(r"\s+")
-_NCT = re.compile(r"\bNCT\s?(\d{8})\b", re.IGNORECASE)
+# A lone UTF-16 surrogate (JSON can carry one as "\ud800") cannot be encoded, so cannot be stored.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Block-level tags (opening, closing or void) end a phrase; so does <br>.
+_BLOCK_TAG = re.compile(r"(</?(?:p|div|br|h[1-6]|li)\b[^>]*>)", re.IGNORECASE)
+_ASCII_ID = re.compile(r"[0-9]{1,18}")
+_NCT = re.compile(r"\bNCT\s?([0-9]{8})\b", re.IGNORECASE)
 _DOI = re.compile(r"\b(10\.\d{4,9}/\S+)", re.IGNORECASE)
 
 MONTHS = {
@@ -21,7 +26,19 @@ def clean_ws(text: str | None) -> str:
     """Collapse runs of whitespace to one space and strip the ends."""
     if not text:
         return ""
-    return _WS.sub(" ", text).strip()
+    return _SURROGATE.sub("\ufffd", _WS.sub(" ", text)).strip()
+
+
+def parse_id(text: str | None) -> int | None:
+    """A positive integer identifier (PMID, count) from ASCII digits; None for anything else.
+
+    ``str.isdigit`` accepts "²" and "٣", which ``int`` refuses or misreads, and an unbounded
+    number of digits cannot be stored in SQLite: neither is an identifier.
+    """
+    text = (text or "").strip()
+    if not _ASCII_ID.fullmatch(text):
+        return None
+    return int(text) or None
 
 
 def element_text(el) -> str:
@@ -43,18 +60,17 @@ def html_to_text(fragment: str | None) -> str:
         return clean_ws(fragment)
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(fragment, "html.parser")
-    # Block elements end a phrase: give them a boundary so words never fuse.
-    for block in soup.find_all(["p", "div", "br", "h1", "h2", "h3", "h4", "h5", "h6", "li"]):
-        block.insert_after(" ")
+    # Block elements end a phrase: a space after each of their tags keeps words from fusing.
+    # (Done on the markup, in one pass: inserting into the parsed tree is quadratic in the tags.)
+    soup = BeautifulSoup(_BLOCK_TAG.sub(r"\1 ", fragment), "html.parser")
     return clean_ws(html.unescape(soup.get_text()))
 
 
 def month_number(token: str) -> int | None:
     token = token.strip().lower()
     if token.isdigit():
-        value = int(token)
-        return value if 1 <= value <= 12 else None
+        value = parse_id(token) if len(token) <= 2 else None
+        return value if value and value <= 12 else None
     return MONTHS.get(token[:3]) or SEASONS.get(token)
 
 
@@ -83,14 +99,15 @@ def parse_free_date(text: str | None) -> tuple[int | None, str | None]:
 
 def iso_date(year: str | None, month: str | None, day: str | None) -> tuple[int | None, str | None]:
     """Partial ISO date from PubMed's Year / Month / Day elements."""
-    if not year or not year.strip().isdigit():
+    if not year or not re.fullmatch(r"[0-9]{1,4}", year.strip()):
         return None, None
     y = int(year)
     m = month_number(month) if month else None
     if m is None:
         return y, f"{y:04d}"
-    if day and day.strip().isdigit() and 1 <= int(day) <= 31:
-        return y, f"{y:04d}-{m:02d}-{int(day):02d}"
+    d = parse_id(day) if day and len(day.strip()) <= 2 else None
+    if d and d <= 31:
+        return y, f"{y:04d}-{m:02d}-{d:02d}"
     return y, f"{y:04d}-{m:02d}"
 
 

@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from ingest.pubmed import parse_pubmed_xml  # noqa: E402
 from synthetic import build_synthetic, xml_corpus  # noqa: E402
+
+from ingest.pubmed import parse_pubmed_xml  # noqa: E402
 
 FTS_TERMS = [
     "dissociation", "esketamine nasal spray", "suicidal ideation", "cystitis", "bdnf", "mtor", "remission",

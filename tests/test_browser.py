@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
 from test_datasette_pages import Served, build_site_kb
 
 ROOT = Path(__file__).resolve().parent.parent

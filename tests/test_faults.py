@@ -477,10 +477,13 @@ def test_build_recovers_from_faults_mid_paging(source, kind, faults, front, http
     assert result.exit_code == 0, result.output
     assert_complete(db, source)
     assert faults.queued[key] == [], "every queued fault was met"
+    injected = recoverable(kind, key)
     if kind in SOCKET_LEVEL:
-        assert front.connections == sum(faults.requests.values()) + len(recoverable(kind, key))
+        # A reset or unanswered connection never reaches httpserver; a cut one does.
+        unanswered = sum(1 for fault in injected if fault in (RESET, HANG))
+        assert front.connections == sum(faults.requests.values()) + unanswered
     else:
-        assert faults.requests[key] == len(recoverable(kind, key)) + 1
+        assert faults.requests[key] == len(injected) + 1
     if kind == "429 storm with Retry-After":
         assert time.monotonic() - started >= 0.95, "Retry-After: 1 was not honoured"
 
@@ -539,6 +542,7 @@ def test_a_fault_that_never_ends_fails_cleanly(source, kind, faults, front, http
     result = kb_build(existing_db, base, source, retries=1)
     assert result.exit_code == 1, result.output
     line = one_line_error(result)
+    print('MSG', line)
     assert message in line, line
     assert page_key_path(key) in line, line
     assert digest(existing_db) == before

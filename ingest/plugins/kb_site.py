@@ -20,11 +20,9 @@ from markupsafe import Markup, escape
 
 # The order kinds are shown in on a study page.
 KIND_ORDER = ("design", "indication", "drug", "route", "population", "mechanism", "side_effect")
-TAG_ARRAY_COLUMNS = {
-    "indications": "indication", "mechanisms": "mechanism", "side_effects": "side_effect",
-    "side_effects_absent": "side_effect", "designs": "design", "drugs": "drug", "routes": "route",
-    "populations": "population",
-}
+# JSON arrays of tag ids, shown as labelled links to the matching array facet.
+TAG_ARRAY_COLUMNS = {"indications", "mechanisms", "side_effects", "side_effects_absent", "designs", "drugs",
+                     "routes", "populations"}
 TAGGED_TABLES = {"studies", "trials"}
 # Long text shown cut short in table listings (the study and trial pages show it whole).
 LONG_TEXT = {("studies", "abstract"), ("studies", "sample_size_evidence"), ("trials", "brief_summary"),
@@ -70,9 +68,14 @@ def _left_boundary(text: str, start: int) -> bool:
     return start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "-_")
 
 
-def match_spans(text: str, tag_id: str, source: str | None = None, patterns_json: str | None = None,
-                mesh_names: str | None = None) -> list[tuple[int, int]]:
-    """Where a tag's phrase occurs in its evidence text: non-overlapping (start, end) pairs."""
+def match_spans(text: str, tag_id: str, source: str | None = None,
+                patterns_json: str | None = None) -> list[tuple[int, int]]:
+    """Where a tag's phrase occurs in its evidence text: sorted, non-overlapping (start, end) pairs.
+
+    A MeSH heading ("Descriptor/qualifier") marks its descriptor, a publication type itself; a
+    sentence is searched with the tag's patterns from the vocabulary the tagger used (those
+    stored in kb.db when the vocabulary no longer has the tag).
+    """
     if not text:
         return []
     if source == "publication_type":
@@ -394,11 +397,25 @@ def render_cell(value, column, table, database, datasette):
 
         return chips()
     if (table is None or table in TAG_VIEWS) and isinstance(value, str) and value:
-        if column == "study_id":
-            return Markup('<a href="{}">{}</a>').format(row_url(datasette, database, "studies", value), value)
-        if column == "nct_id" and _NCT.fullmatch(value):
-            return Markup('<a href="{}">{}</a>').format(row_url(datasette, database, "trials", value), value)
+        target = {"study_id": "studies", "nct_id": "trials"}.get(column)
+        if target is None or (target == "trials" and not _NCT.fullmatch(value)):
+            return None
+
+        async def link():
+            if target not in await table_names(datasette, database):
+                return None
+            return Markup('<a href="{}">{}</a>').format(row_url(datasette, database, target, value), value)
+
+        return link()
     return None
+
+
+async def table_names(datasette, database: str) -> set[str]:
+    """The tables of a database, read once (kb.db is immutable)."""
+    cache = datasette.__dict__.setdefault("_kb_table_names", {})
+    if database not in cache:
+        cache[database] = set(await datasette.get_database(database).table_names())
+    return cache[database]
 
 
 def row_url(datasette, database: str, table: str, pk: str) -> str:
