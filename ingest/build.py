@@ -95,12 +95,10 @@ def read_bytes(path: Path) -> bytes:
 
 
 def merge_trials(old: dict, new: dict) -> dict:
-    """Two copies of one trial: every field keeps the richer value."""
+    """Two copies of one trial: the later copy wins (registries update status and enrolment),
+    but a field it lacks keeps the earlier value."""
     merged = dict(old)
-    for key, value in new.items():
-        mine = merged.get(key)
-        if mine in (None, "", [], False) or (isinstance(value, (str, list)) and len(value) > len(mine or "")):
-            merged[key] = value
+    merged.update({key: value for key, value in new.items() if value not in (None, "", [])})
     return merged
 
 
@@ -195,7 +193,11 @@ def collect_pages(pages: Iterable[bytes], source: str = "pubmed", collected: Col
     for number, page in enumerate(pages, 1):
         label = f"{source} page {number}"
         collected.files.append(label)
-        _collect_result(collected, parse_bytes(page, label), label)
+        try:
+            result = parse_bytes(page, label)
+        except pubmed.ParseError as exc:
+            raise pubmed.ParseError(f"{label}: {exc}") from exc
+        _collect_result(collected, result, label)
         pause_point(f"page:{source}:{number}")
     return collected
 
@@ -221,14 +223,19 @@ def _now() -> str:
 def atomic_database(target: Path, copy_existing: bool) -> Iterator[sqlite_utils.Database]:
     """A temporary database beside ``target``, renamed over it only on success."""
     target = target.resolve()
-    if not target.parent.exists():
-        raise BuildError(f"{target.parent}: no such directory")
+    if not target.parent.is_dir():
+        raise BuildError(f"{target.parent}: cannot write the new database there (not a directory)")
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    _remove_stale_temporaries(target)
-    tmp.unlink(missing_ok=True)
-    if copy_existing:
-        _backup(target, tmp)
-    db = sqlite_utils.Database(tmp)
+    try:
+        _remove_stale_temporaries(target)
+        tmp.unlink(missing_ok=True)
+        if copy_existing:
+            _backup(target, tmp)
+        db = sqlite_utils.Database(tmp)
+        db.execute("select 1")
+    except (OSError, sqlite3.Error) as exc:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"{target.parent}: cannot write the new database there ({exc})") from exc
     try:
         db.execute("PRAGMA journal_mode = OFF" if not copy_existing else "PRAGMA journal_mode = DELETE")
         db.execute("PRAGMA synchronous = OFF")

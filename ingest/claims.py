@@ -2,10 +2,10 @@
 
 Pure apart from reading kb.db: ``check_claim(conn, claim)`` takes a sqlite3 connection (or a
 sqlite_utils Database) and returns a :class:`ClaimCheck`. Textual relevance comes from FTS5
-bm25 over ``sentences_fts`` and, when a vector index is given, from cosine similarity fused
-with it by reciprocal rank fusion. Relevance is then weighted by the study's design, the
-section the sentence sits in, and the tags the study shares with the claim. Retracted studies
-are listed apart and never ranked as evidence.
+bm25 over ``sentences_fts`` (and ``studies_fts`` for the abstract as a whole) and, when a
+vector index is given, from cosine similarity, fused by reciprocal rank fusion. Sentences are
+weighted by section, studies by design and population and by the tags they share with the
+claim. Retracted studies are listed apart and never ranked as evidence.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ FTS_CANDIDATES = 400  # sentences read from each ranking before grouping by stud
 SENTENCES_SHOWN = 2
 MATCH_FLOOR = 0.5  # a study "matches" (evidence at a glance) at half the best study's relevance
 GLANCE_CAP = 100
-RRF_K = 60
+RRF_K = 10  # small: the top of each ranking matters far more than its tail
+SECOND_SENTENCE = 0.15  # a second matching sentence adds this share of its relevance
+TITLE_WEIGHT = 2.0  # bm25 weight of the title against the abstract in the whole-abstract ranking
 CONTEXT_WEIGHT = 1.0  # bm25 weight of the study context column (title, tags, year): the topic counts as much
 
 # Evidence strength by design, 0..1. Protocols report no results; reviews without a method
@@ -99,7 +101,9 @@ LAY_TERMS: dict[str, tuple[str, ...]] = {
     "childbirth": ("postpartum", "delivery"), "birth": ("postpartum", "delivery"),
     "safe": ("safety", "tolerability"), "dangerous": ("safety", "adverse", "risk"), "harmful": ("adverse", "risk"),
     "effective": ("efficacy",), "beats": ("superior", "versus"), "better": ("superior",),
-    "repeated": ("serial", "maintenance"), "single": ("one-time",),
+    "repeated": ("serial", "maintenance"), "single": ("one-time",), "thoughts": ("ideation",),
+    "thought": ("ideation",), "mind": ("cognitive", "psychological"), "mood": ("depression", "depressive"),
+    "sleep": ("insomnia",), "weight": ("bmi", "metabolic"), "women": ("female",), "men": ("male",),
 }
 # Words that carry no topic in a claim ("it works", "people feel"); their lay expansions still count.
 FILLER = frozenset("""
@@ -243,7 +247,7 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     if vectors is not None:
         rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine"))
     tags = claim_tags(claim)
-    studies = _score_studies(conn, rankings, tags)
+    studies = _score_studies(conn, rankings, tags, _abstract_ranking(conn, query))
     ranked = [s for s in studies if not s.retracted]
     for number, study in enumerate(ranked, 1):
         study.rank = number
@@ -275,25 +279,15 @@ def _fts_ranking(conn: sqlite3.Connection, query: str) -> list[tuple[str, Senten
 
 
 def _vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) -> list[tuple[str, Sentence]]:
-    hits = vectors.search(claim, FTS_CANDIDATES)
-    if not hits:
-        return []
-    keys = {(study_id, position): score for study_id, position, score in hits}
-    rows = _sentence_rows(conn, list(keys))
-    out = [_sentence(row, cosine=keys[(row[1], row[2])]) for row in rows]
-    return sorted(out, key=lambda pair: -(pair[1].cosine or 0))
-
-
-def _sentence_rows(conn: sqlite3.Connection, keys: list[tuple[str, int]]) -> list[tuple]:
+    hits = dict(vectors.search(claim, FTS_CANDIDATES))
     rows: list[tuple] = []
-    for start in range(0, len(keys), 400):  # keep well under SQLite's bound-parameter limit
-        chunk = keys[start:start + 400]
-        where = " or ".join("(study_id = ? and position = ?)" for _ in chunk)
-        params = [v for key in chunk for v in key]
-        rows += conn.execute(
-            f"select rowid, study_id, position, section, section_kind, text from sentences where {where}", params
-        ).fetchall()
-    return rows
+    rowids = list(hits)
+    for start in range(0, len(rowids), 500):  # keep well under SQLite's bound-parameter limit
+        chunk = rowids[start:start + 500]
+        rows += conn.execute("select rowid, study_id, position, section, section_kind, text from sentences "
+                             f"where rowid in ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+    out = [_sentence(row, cosine=hits[row[0]]) for row in rows]
+    return sorted(out, key=lambda pair: -(pair[1].cosine or 0))
 
 
 def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None) -> tuple[str, Sentence]:
@@ -307,12 +301,11 @@ def _relative(ranking: list[tuple[str, Sentence]], measure: str) -> list[tuple[s
     bm25 (negative: lower is better) as a share of the best sentence's; cosine rescaled from the
     weakest candidate (0) to the best (1), since raw cosines of one model crowd into a narrow band.
     """
-    values = [getattr(s, measure) for _, s in ranking if getattr(s, measure) is not None]
-    if values and measure == "bm25":
-        best = min(values)
-        scale = (lambda v: v / best) if best else (lambda v: 0.0)
-    elif values:
-        low, high = min(values), max(values)
+    values = [getattr(s, measure) for _, s in ranking if getattr(s, measure) is not None] or [0.0]
+    low, high = min(values), max(values)
+    if measure == "bm25":
+        scale = (lambda v: v / low) if low else (lambda v: 0.0)
+    else:
         scale = (lambda v: (v - low) / (high - low)) if high > low else (lambda v: 1.0)
     for _, sentence in ranking:
         value = getattr(sentence, measure)
@@ -321,8 +314,8 @@ def _relative(ranking: list[tuple[str, Sentence]], measure: str) -> list[tuple[s
     return ranking
 
 
-STUDY_COLUMNS = ("id", "title", "year", "journal", "first_author", "doi", "designs", "populations",
-                 "sample_size", "is_retracted", *{c for c in TAG_KINDS.values()})
+STUDY_COLUMNS = tuple(dict.fromkeys(("id", "title", "year", "journal", "first_author", "doi", "designs",
+                                     "populations", "sample_size", "is_retracted", *TAG_KINDS.values())))
 
 
 def _study_rows(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict]:
@@ -338,31 +331,53 @@ def _study_rows(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict]:
     return out
 
 
-def _score_studies(conn: sqlite3.Connection, rankings: list[list[tuple[str, Sentence]]],
-                   tags: dict[str, list[str]]) -> list[StudyResult]:
-    """Group each ranking's sentences by study; one ranking gives relative relevance, several are fused.
+def _abstract_ranking(conn: sqlite3.Connection, query: str) -> dict[str, float]:
+    """Whole-abstract bm25 (studies_fts) as a share of the best: is the study about the claim at all?"""
+    names = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+    if "studies_fts" not in names:
+        return {}
+    try:
+        rows = conn.execute(
+            f"select s.id, bm25(studies_fts, {TITLE_WEIGHT}, 1.0) as score from studies_fts "
+            "join studies s on s.rowid = studies_fts.rowid where studies_fts match ? order by score limit ?",
+            (query, FTS_CANDIDATES)).fetchall()
+    except sqlite3.OperationalError:  # a studies_fts of another shape: the sentences still rank
+        return {}
+    best = rows[0][1] if rows else 0.0
+    return {sid: score / best for sid, score in rows} if best else {}
 
-    Fusion is reciprocal rank fusion over study ranks (each study ranked in each list by its best
-    sentences), so a study whose words match in one sentence and whose meaning matches in another
-    is reinforced, not split.
+
+def _score_studies(conn: sqlite3.Connection, rankings: list[list[tuple[str, Sentence]]],
+                   tags: dict[str, list[str]], abstracts: dict[str, float] | None = None) -> list[StudyResult]:
+    """Each study's relevance from every signal, fused; then weighted by evidence and shared tags.
+
+    Signals: the sentence bm25 ranking, the vector ranking (hybrid), and whole-abstract bm25 (is
+    the study about the claim at all?). Each ranks studies (sentence signals by a study's best
+    sentences); reciprocal rank fusion adds them up, so a study whose words match in one sentence
+    and whose meaning matches in another is reinforced, not split.
     """
     per_list = [_group(ranking) for ranking in rankings]
     ids = list(dict.fromkeys(sid for groups in per_list for sid in groups))
     rows = _study_rows(conn, ids)
     ids = [sid for sid in ids if sid in rows]
     evidence_ids = [sid for sid in ids if not rows[sid].get("is_retracted")]
-    if len(per_list) == 1:
-        raw = {sid: _raw_relevance(per_list[0][sid]) for sid in ids}
-    else:
-        raw = {sid: 0.0 for sid in ids}
-        for groups in per_list:
-            order = sorted((sid for sid in ids if sid in groups), key=lambda sid: -_raw_relevance(groups[sid]))
-            for rank, sid in enumerate(order, 1):
-                raw[sid] += 1.0 / (RRF_K + rank)
+    signals = [{sid: _raw_relevance(groups[sid]) for sid in ids if sid in groups} for groups in per_list]
+    if abstracts:
+        signals.append({sid: abstracts[sid] for sid in ids if sid in abstracts})
+    raw = _rrf(signals, ids) if len(signals) > 1 else signals[0]
     # Relative to the best study that counts as evidence: a retracted one sets no standard.
     best = max((raw[sid] for sid in evidence_ids), default=0.0) or 1.0
     studies = [_score_study(rows[sid], _merged(sid, per_list), tags, raw[sid] / best) for sid in ids]
     return sorted(studies, key=lambda s: (-s.score, -(s.citation.get("year") or 0), s.pmid))
+
+
+def _rrf(signals: list[dict[str, float]], ids: list[str]) -> dict[str, float]:
+    """Reciprocal rank fusion: each signal ranks the studies it scored; a study sums 1 / (k + rank)."""
+    fused = {sid: 0.0 for sid in ids}
+    for signal in signals:
+        for rank, sid in enumerate(sorted(signal, key=lambda x: -signal[x]), 1):
+            fused[sid] += 1.0 / (RRF_K + rank)
+    return fused
 
 
 def _group(ranking: list[tuple[str, Sentence]]) -> dict[str, list[Sentence]]:
@@ -392,7 +407,7 @@ def _merged(study_id: str, per_list: list[dict[str, list[Sentence]]]) -> list[Se
 
 def _raw_relevance(group: list[Sentence]) -> float:
     """The best sentence (groups are sorted), plus a little for a second: the study says it more than once."""
-    return group[0].weighted + 0.15 * (group[1].weighted if len(group) > 1 else 0.0)
+    return group[0].weighted + SECOND_SENTENCE * (group[1].weighted if len(group) > 1 else 0.0)
 
 
 def _score_study(row: dict, group: list[Sentence], tags: dict[str, list[str]], relevance: float) -> StudyResult:
@@ -402,7 +417,8 @@ def _score_study(row: dict, group: list[Sentence], tags: dict[str, list[str]], r
     evidence = evidence_weight(designs, population)
     shared = shared_tags(row, tags)
     boost = 1.0 + TAG_BOOST * min(len(shared), TAG_BOOST_CAP)
-    score = relevance * (1.0 - EVIDENCE_SHARE + EVIDENCE_SHARE * evidence) * boost
+    factor = 1.0 - EVIDENCE_SHARE + EVIDENCE_SHARE * evidence
+    score = relevance * factor * boost
     pmid = row["id"]
     return StudyResult(
         pmid=pmid,
@@ -415,6 +431,7 @@ def _score_study(row: dict, group: list[Sentence], tags: dict[str, list[str]], r
         components={
             "text_relevance": round(relevance, 4), "best_sentence_relevance": round(top.relevance, 4),
             "section_weight": SECTION_WEIGHT.get(top.section_kind, 0.9), "evidence_weight": round(evidence, 3),
+            "evidence_factor": round(factor, 3),
             "tag_boost": round(boost, 2), "shared_tags": shared,
             "bm25": None if top.bm25 is None else round(top.bm25, 3),
             "cosine": None if top.cosine is None else round(top.cosine, 4),

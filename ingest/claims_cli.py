@@ -179,7 +179,7 @@ def render_text(result: ClaimCheck) -> str:
         lines.append(f"{study.rank}. {cite(study)}")
         lines.append(f"   {design_label(study)} | score {study.score:.3f} "
                      f"(text {study.components['text_relevance']:.2f} x evidence "
-                     f"{study.components['evidence_weight']:.2f} x tags {study.components['tag_boost']:.2f})")
+                     f"{study.components['evidence_factor']:.2f} x tags {study.components['tag_boost']:.2f})")
         for sentence in study.sentences:
             lines.append(f"   [{sentence['section_kind']}] {sentence['text']}")
         lines.append(f"   {study.url}")
@@ -198,11 +198,12 @@ def _render_glance(glance: dict[str, Any]) -> list[str]:
     latest = glance.get("latest_synthesis")
     if latest:
         c = latest["citation"]
-        lines.append(f"  newest meta-analysis / systematic review: {c.get('first_author')} ({c.get('year')}). "
+        lines.append(f"  newest meta-analysis / systematic review: {c.get('first_author') or 'Anon.'} "
+                     f"({c.get('year') or 'n.d.'}). "
                      f"{c.get('title')} {latest['url']}")
     if glance["durations"]:
         lines.append("  duration / follow-up:")
-        lines += [f"    - {d['text']} ({d.get('first_author') or d['pmid']}, {d.get('year')}, PMID {d['pmid']})"
+        lines += [f"    - {d['text']} ({d.get('first_author') or 'Anon.'}, {d.get('year') or 'n.d.'}, PMID {d['pmid']})"
                   for d in glance["durations"]]
     return lines
 

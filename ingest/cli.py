@@ -93,13 +93,17 @@ def cli() -> None:
               help="Retries per request on 429/5xx/connection errors.")
 @click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0, 60),
               help="Back-off factor in seconds between retries.")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 600),
+              help="Seconds to wait for an answer before retrying.")
+@click.option("--rate", type=click.FloatRange(0.01, 1000),
+              help="Requests per second per source (default: each API's published limit).")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where fetched pages are kept until the build succeeds (default: .kb-checkpoint "
                    "beside the database). An interrupted network build resumes from them.")
 @click.option("--no-resume", is_flag=True, help="Discard pages kept by an interrupted build and start over.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
-          batch_size, retries, backoff, checkpoint_dir, no_resume, no_progress):
+          batch_size, retries, backoff, timeout, rate, checkpoint_dir, no_resume, no_progress):
     """Build kb.db from scratch: PubMed, Europe PMC and ClinicalTrials.gov, or saved files.
 
     Records found in several sources are merged (by PMID, then DOI); trials are linked to
@@ -128,8 +132,9 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
             elif cache.pages():
                 click.echo(f"Resuming: {cache.pages()} pages kept in {cache.directory}", err=True)
             try:
+                options = {"retries": retries, "backoff": backoff, "timeout": timeout, "rate": rate}
                 collected = fetch_sources(sources, query, api_key, email, base_url, europepmc_url,
-                                          clinicaltrials_url, batch_size, retries, backoff, progress, cache)
+                                          clinicaltrials_url, batch_size, options, progress, cache)
                 stats = builder.build(target, collected, ",".join(sources), "network", query=query,
                                       progress=progress)
             except (builder.BuildError, FetchError, NCBIError, ParseError) as exc:
@@ -144,26 +149,26 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
 
 
 def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
-                  batch_size, retries, backoff, progress, cache: PageCache | None = None) -> builder.Collected:
-    """Every record of every selected source, merged as it arrives."""
+                  batch_size, options: dict, progress, cache: PageCache | None = None) -> builder.Collected:
+    """Every record of every selected source, merged as it arrives.
+
+    ``options``: retries, backoff, timeout and rate, shared by the three clients.
+    """
     collected = builder.Collected()
 
-    def session():
-        s = make_session(retries=retries, backoff=backoff)
-        s.kb_cache = cache
-        return s
+    def client_options() -> dict:
+        session = make_session(retries=options["retries"], backoff=options["backoff"])
+        session.kb_cache = cache
+        return {**options, "session": session}
 
     if "pubmed" in sources:
-        client = PubMedClient(base_url=base_url, api_key=api_key, email=email, retries=retries, backoff=backoff,
-                              session=session())
+        client = PubMedClient(base_url=base_url, api_key=api_key, email=email, **client_options())
         builder.collect_pages(client.fetch_batches(query, batch_size, progress), "pubmed", collected)
     if "europepmc" in sources:
-        epmc = europepmc.EuropePMCClient(base_url=europepmc_url, retries=retries, backoff=backoff,
-                                         session=session())
+        epmc = europepmc.EuropePMCClient(base_url=europepmc_url, **client_options())
         builder.collect_pages(epmc.search_pages(progress=progress), "europepmc", collected)
     if "clinicaltrials" in sources:
-        ctgov = clinicaltrials.ClinicalTrialsClient(base_url=clinicaltrials_url, retries=retries, backoff=backoff,
-                                                    session=session())
+        ctgov = clinicaltrials.ClinicalTrialsClient(base_url=clinicaltrials_url, **client_options())
         builder.collect_pages(ctgov.pages(progress=progress), "clinicaltrials", collected)
     return collected
 
@@ -188,6 +193,8 @@ def import_(file, db_path):
     target = Path(db_path)
     if not file.exists():
         fail(f"{file}: no such file")
+    if not file.is_file():
+        fail(f"{file}: not a regular file")
     collected = builder.Collected()
     builder.collect_file(collected, file)
     if not collected.files:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .http import RateLimiter, TransientBodyError, get_checked, make_session
+from .http import FetchError, RateLimiter, TransientBodyError, get_checked, make_session
 from .pubmed import ParseError
-from .text import clean_ws
+from .text import clean_ws, parse_id
 
 DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2/"
 DEFAULT_INTERVENTION_QUERY = "ketamine OR esketamine OR arketamine"
@@ -25,7 +25,7 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_RATE = 50 / 60
 SOURCE_NAME = "clinicaltrials"
 
-_NCT_ID = re.compile(r"NCT\d{8}")
+_NCT_ID = re.compile(r"NCT[0-9]{8}")
 _YEAR = re.compile(r"(\d{4})(?:-\d{2}){0,2}")
 # Phase spellings met in exports and older records -> the API v2 enum.
 _PHASE_ALIASES = {
@@ -56,7 +56,7 @@ def parse_studies_page(data: bytes) -> TrialsPage:
     for number, study in enumerate(payload["studies"], 1):
         try:
             page.trials.append(parse_study(study))
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
             page.errors.append(f"skipped study {number}: {exc}")
     return page
 
@@ -64,7 +64,7 @@ def parse_studies_page(data: bytes) -> TrialsPage:
 def _load_page(data: bytes) -> dict:
     try:
         payload = json.loads(data)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
         raise ParseError(f"ClinicalTrials.gov page is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("studies"), list):
         raise ParseError("ClinicalTrials.gov page has no studies list: not a /studies answer")
@@ -166,7 +166,7 @@ def _outcome(item: dict) -> dict:
 def _reference(item: dict) -> dict:
     pmid = _text(item.get("pmid"))
     return {
-        "pmid": int(pmid) if pmid and pmid.isdigit() else None,
+        "pmid": parse_id(pmid),
         "type": _text(item.get("type")),
         "citation": _text(item.get("citation")),
     }
@@ -212,12 +212,13 @@ def _paragraphs(value) -> str | None:
 
 
 def _int(value) -> int | None:
+    """A count that fits an SQLite INTEGER, from a JSON number or ASCII digits; else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return value if -(2**63) <= value < 2**63 else None
     text = _text(value) or ""
-    return int(text) if text.isdigit() else None
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
 
 
 # --------------------------------------------------------------------------- fetching
@@ -230,8 +231,8 @@ def check_trials_body(content: bytes) -> dict:
         raise TransientBodyError("ClinicalTrials.gov returned an HTML page instead of JSON (service unavailable?)")
     try:
         payload = json.loads(content)
-    except ValueError as exc:
-        raise TransientBodyError(f"ClinicalTrials.gov returned truncated or invalid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise TransientBodyError(f"ClinicalTrials.gov returned truncated or invalid JSON: {str(exc)[:200]}") from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("studies"), list):
         raise TransientBodyError("ClinicalTrials.gov answer has no studies list")
     return payload
@@ -267,7 +268,8 @@ class ClinicalTrialsClient:
             self.session, self.base_url + "studies", params=params, check=check, limiter=self.limiter,
             attempts=self.retries, backoff=self.backoff, timeout=self.timeout,
         )
-        return body, decoded["page"]
+        # A page replayed from a resume checkpoint was checked when it was fetched, not now.
+        return body, decoded["page"] if "page" in decoded else check_trials_body(body)
 
     def pages(self, query_intr: str = DEFAULT_INTERVENTION_QUERY, page_size: int = MAX_PAGE_SIZE,
               progress: bool = True) -> Iterator[bytes]:
@@ -278,6 +280,7 @@ class ClinicalTrialsClient:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, not {page_size}")
         base = {"query.intr": query_intr, "pageSize": page_size, "format": "json"}
         token: str | None = None
+        followed: set[str] = set()
         with tqdm(total=0, unit="trial", desc="ClinicalTrials.gov", disable=not progress) as bar:
             while True:
                 # The total is only counted once: it costs the server extra work on every page.
@@ -292,4 +295,9 @@ class ClinicalTrialsClient:
                 # A repeated token would loop forever; treat it as the end.
                 if not next_token or next_token == token:
                     return
+                if next_token in followed:
+                    # A token leading back to an earlier page: following it would never end.
+                    raise FetchError(f"ClinicalTrials.gov paging loops: page token {next_token[:40]!r} "
+                                     "was already followed")
+                followed.add(next_token)
                 token = next_token

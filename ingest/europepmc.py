@@ -15,15 +15,27 @@ from dataclasses import dataclass, field
 import requests
 
 from .exports import split_inline_sections
-from .http import RateLimiter, TransientBodyError, get_checked, make_session
+from .http import FetchError, RateLimiter, TransientBodyError, get_checked, make_session
 from .pubmed import ParseError, join_sections
-from .text import clean_ws, html_to_text, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date
+from .text import (
+    MAX_HTML_TAGS,
+    clean_ws,
+    html_to_text,
+    nct_ids_in,
+    normalise_doi,
+    normalise_pmcid,
+    parse_free_date,
+    parse_id,
+)
 
 DEFAULT_BASE_URL = "https://www.ebi.ac.uk/europepmc/webservices/rest/"
 SEARCH_TERMS = ("ketamine", "esketamine", "arketamine", "hydroxynorketamine")
 # The PubMed default's [tiab] terms, in Europe PMC's field syntax.
 DEFAULT_QUERY = " OR ".join(f"{fld}:{term}" for term in SEARCH_TERMS for fld in ("TITLE", "ABSTRACT"))
 MAX_PAGE_SIZE = 1000
+# More candidate headings than this is not a structured abstract: looking for its headings
+# would take time quadratic in the markup, so the text is read without them.
+MAX_HEADINGS = 200
 # Europe PMC asks for moderate use; 5 requests/s stays well inside it.
 DEFAULT_RATE = 5.0
 SOURCE_NAME = "europepmc"
@@ -67,7 +79,7 @@ def parse_search_page(data: bytes) -> EuropePMCPage:
     for number, result in enumerate(results, 1):
         try:
             page.records.append(parse_result(result))
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
             page.errors.append(f"skipped Europe PMC result {number} ({_describe(result)}): {exc}")
     return page
 
@@ -75,7 +87,7 @@ def parse_search_page(data: bytes) -> EuropePMCPage:
 def _load_page(data: bytes) -> dict:
     try:
         payload = json.loads(data)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
         raise ParseError(f"Europe PMC page is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("resultList"), dict):
         raise ParseError("Europe PMC page has no resultList: not a /search answer")
@@ -101,7 +113,7 @@ def parse_result(result: dict) -> dict:
     keywords = [k for k in (html_to_text(str(k)) for k in _items(result, "keywordList", "keyword")) if k]
     title = html_to_text(result.get("title"))
     record = {
-        "pmid": int(pmid_text) if pmid_text.isdigit() else None,
+        "pmid": parse_id(pmid_text),
         "pmid_version": None,
         "title": title,
         "abstract_sections": sections,
@@ -153,14 +165,17 @@ def abstract_sections(fragment: str | None) -> list[dict]:
     if not fragment or not str(fragment).strip():
         return []
     fragment = str(fragment)
-    if "<" not in fragment:
+    if "<" not in fragment or fragment.count("<") > MAX_HTML_TAGS:
         return split_inline_sections(html_to_text(fragment))
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(fragment, "html.parser")
+    candidates = soup.find_all([*_HEADING_TAGS, *_BOLD_TAGS], limit=MAX_HEADINGS + 1)
+    if len(candidates) > MAX_HEADINGS:
+        return split_inline_sections(html_to_text(fragment))
     labels: list[str] = []
     replaced: set[int] = set()
-    for el in soup.find_all([*_HEADING_TAGS, *_BOLD_TAGS]):
+    for el in candidates:
         if any(id(parent) in replaced for parent in el.parents) or not _is_heading(el):
             continue
         label = clean_ws(el.get_text()).rstrip(":").strip().upper()
@@ -168,9 +183,12 @@ def abstract_sections(fragment: str | None) -> list[dict]:
         # Spaces keep a block boundary where the heading was.
         el.replace_with(f" {_MARK.format(len(labels))} ")
         labels.append(label)
-    text = html_to_text(str(soup))
     if not labels:
-        return split_inline_sections(text)
+        return split_inline_sections(html_to_text(fragment))
+    try:
+        text = html_to_text(str(soup))
+    except RecursionError:  # bs4 recurses over very deep markup
+        return split_inline_sections(html_to_text(fragment))
     return _split_on_marks(text, labels)
 
 
@@ -281,7 +299,7 @@ def _comment_correction(cc: dict) -> dict:
     source, ident = _text(cc.get("source")).upper(), _text(cc.get("id"))
     return {
         "ref_type": _ref_type(_text(cc.get("type"))),
-        "pmid": int(ident) if source == "MED" and ident.isdigit() else None,
+        "pmid": parse_id(ident) if source == "MED" else None,
         "source": _text(cc.get("reference")) or (f"{source}:{ident}" if ident else None),
         "note": _text(cc.get("note")) or None,
     }
@@ -313,12 +331,13 @@ def _text(value) -> str:
 
 
 def _int(value) -> int | None:
+    """A count or year that fits an SQLite INTEGER, from a JSON number or ASCII digits; else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return value if -(2**63) <= value < 2**63 else None
     text = _text(value)
-    return int(text) if text.isdigit() else None
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
 
 
 def _describe(result) -> str:
@@ -337,11 +356,13 @@ def check_europepmc_body(content: bytes) -> dict:
         raise TransientBodyError("Europe PMC returned an HTML page instead of JSON (service unavailable?)")
     try:
         payload = json.loads(content)
-    except ValueError as exc:
-        raise TransientBodyError(f"Europe PMC returned truncated or invalid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise TransientBodyError(f"Europe PMC returned truncated or invalid JSON: {str(exc)[:200]}") from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("resultList"), dict):
-        detail = payload.get("errMsg") if isinstance(payload, dict) else None
+        detail = _text(payload.get("errMsg"))[:200] if isinstance(payload, dict) else None
         raise TransientBodyError(f"Europe PMC answer has no resultList{f': {detail}' if detail else ''}")
+    if not isinstance(payload["resultList"].get("result") or [], list):
+        raise TransientBodyError("Europe PMC answer's resultList.result is not a list")
     return payload
 
 
@@ -375,7 +396,8 @@ class EuropePMCClient:
             self.session, self.base_url + "search", params=params, check=check, limiter=self.limiter,
             attempts=self.retries, backoff=self.backoff, timeout=self.timeout,
         )
-        return body, decoded["page"]
+        # A page replayed from a resume checkpoint was checked when it was fetched, not now.
+        return body, decoded["page"] if "page" in decoded else check_europepmc_body(body)
 
     def search_pages(self, query: str = DEFAULT_QUERY, page_size: int = MAX_PAGE_SIZE,
                      progress: bool = True) -> Iterator[bytes]:
@@ -384,7 +406,7 @@ class EuropePMCClient:
 
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, not {page_size}")
-        cursor = "*"
+        cursor, followed = "*", {"*"}
         with tqdm(total=0, unit="rec", desc="Europe PMC search", disable=not progress) as bar:
             while True:
                 params = {"query": query, "resultType": "core", "format": "json",
@@ -402,4 +424,8 @@ class EuropePMCClient:
                 # The last page repeats the cursor it was asked for (or omits it).
                 if not next_cursor or next_cursor == cursor:
                     return
+                if next_cursor in followed:
+                    # A cursor leading back to an earlier page: following it would never end.
+                    raise FetchError(f"Europe PMC paging loops: cursor {next_cursor[:40]!r} was already followed")
+                followed.add(next_cursor)
                 cursor = next_cursor

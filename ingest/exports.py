@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from .pubmed import ParseResult, join_sections
-from .text import clean_ws, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date
+from .text import clean_ws, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date, parse_id
 
 _MEDLINE_LINE = re.compile(r"^([A-Z][A-Z0-9]{1,3})\s*-\s?(.*)$")
 _RIS_LINE = re.compile(r"^([A-Z][A-Z0-9])  -(?: (.*))?$")
@@ -92,9 +92,9 @@ def _medline_records(text: str):
 
 def medline_record(fields: list[tuple[str, str]]) -> dict:
     pmid = next((v for t, v in fields if t == "PMID"), "")
-    if not pmid.isdigit():
+    if parse_id(pmid) is None:
         raise ValueError(f"no valid PMID (got {pmid[:20]!r})")
-    record = _empty_record(int(pmid), "medline")
+    record = _empty_record(parse_id(pmid), "medline")
     author: dict | None = None
     for tag, value in fields:
         if tag == "TI":
@@ -249,11 +249,11 @@ def _secondary_source(record: dict, value: str) -> None:
 
 
 def _medline_comment(tag: str, value: str) -> dict:
-    pmid = re.search(r"PMID:\s*(\d+)", value)
+    pmid = re.search(r"PMID:\s*([0-9]+)", value)
     source = re.sub(r"\s*PMID:\s*\d+\s*$", "", value).strip() or None
     return {
         "ref_type": COMMENT_TAGS[tag],
-        "pmid": int(pmid.group(1)) if pmid else None,
+        "pmid": parse_id(pmid.group(1)) if pmid else None,
         "source": source,
         "note": None,
     }
@@ -346,11 +346,11 @@ def ris_record(fields: list[tuple[str, str]]) -> dict:
 
 def _ris_pmid(fields: list[tuple[str, str]]) -> int | None:
     for tag, value in fields:
-        if tag in ("AN", "PM", "C2", "ID", "M1") and re.fullmatch(r"\s*\d{1,9}\s*", value):
-            if tag != "ID" or len(value.strip()) >= 6:
-                return int(value)
+        if tag in ("AN", "PM", "C2", "ID", "M1") and re.fullmatch(r"\s*[0-9]{1,9}\s*", value):
+            if (tag != "ID" or len(value.strip()) >= 6) and parse_id(value):
+                return parse_id(value)
         if tag in ("UR", "L2", "N1"):
-            match = re.search(r"(?:pubmed\.ncbi\.nlm\.nih\.gov/|PMID:\s*)(\d{1,9})", value)
-            if match:
-                return int(match.group(1))
+            match = re.search(r"(?:pubmed\.ncbi\.nlm\.nih\.gov/|PMID:\s*)([0-9]{1,9})(?![0-9])", value)
+            if match and parse_id(match.group(1)):
+                return parse_id(match.group(1))
     return None

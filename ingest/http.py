@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from .text import clean_ws
 
 USER_AGENT = "ketamine-kb/0.1 (+https://github.com/; research literature knowledge base)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -21,6 +25,10 @@ TRANSIENT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+# A server's Retry-After is obeyed up to this many seconds, so no answer can stall a build for hours.
+MAX_RETRY_AFTER = 60.0
+# The query string of a URL in an error message: it can carry an API key.
+_QUERY = re.compile(r"\?[^\s'\")]*")
 
 
 class TransientBodyError(RuntimeError):
@@ -34,12 +42,21 @@ class FetchError(RuntimeError):
     """A request that still failed after every retry."""
 
 
+class _Retry(Retry):
+    """urllib3's Retry with the Retry-After wait capped at MAX_RETRY_AFTER seconds."""
+
+    def get_retry_after(self, response) -> float | None:
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
+
+
 def make_session(retries: int = 5, backoff: float = 1.0) -> requests.Session:
     """A Session that retries connection errors, 429 and 5xx with exponential back-off.
 
-    ``Retry-After`` is honoured on 429 and 503 (urllib3 sleeps for it before retrying).
+    ``Retry-After`` is honoured on 429 and 503 (urllib3 sleeps for it, at most
+    MAX_RETRY_AFTER seconds, before retrying).
     """
-    retry = Retry(
+    retry = _Retry(
         total=retries,
         connect=retries,
         read=retries,
@@ -107,14 +124,14 @@ def get_checked(
         try:
             response = session.get(url, params=params, timeout=timeout)
         except requests.exceptions.RetryError as exc:
-            raise FetchError(f"{url}: gave up after retries ({exc})") from exc
+            raise FetchError(f"{url}: gave up after retries ({_QUERY.sub('', str(exc))})") from exc
         except TRANSIENT_ERRORS as exc:
             last_error = exc
             continue
         if response.status_code in RETRY_STATUSES:
             raise FetchError(f"{url}: HTTP {response.status_code} after {attempts} retries")
         if response.status_code >= 400:
-            raise FetchError(f"{url}: HTTP {response.status_code}: {response.text[:200].strip()}")
+            raise FetchError(f"{url}: HTTP {response.status_code}: {clean_ws(response.text[:200])}")
         body = response.content
         try:
             if check:
@@ -126,4 +143,32 @@ def get_checked(
             if not exc.retry_same_request:
                 raise
             last_error = exc
-    raise FetchError(f"{url}: {last_error} (after {attempts + 1} attempts)")
+    raise FetchError(f"{url}: {_reason(last_error, timeout)} (after {attempts + 1} attempts)")
+
+
+def _reason(error: Exception | None, timeout: float) -> str:
+    """What went wrong, in a few words on one line, without the request's query string.
+
+    requests wraps a connection failure several layers deep ("HTTPConnectionPool(...): Max
+    retries exceeded with url: /path?query (Caused by ...)"); the cause is the OS error
+    ("Connection reset by peer"), a timeout, or urllib3's "Connection broken: ..." message.
+    """
+    if error is None or isinstance(error, TransientBodyError):
+        return clean_ws(str(error))
+    timed_out, broken, seen, todo = False, None, set(), [error]
+    while todo:
+        exc = todo.pop(0)
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException) and exc.strerror:
+            return f"connection failed: {exc.strerror}"
+        if isinstance(exc, (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+            timed_out = True
+        if isinstance(exc, urllib3.exceptions.ProtocolError) and exc.args and isinstance(exc.args[0], str):
+            broken = broken or exc.args[0]
+        todo += [a for a in exc.args if isinstance(a, BaseException)]
+        todo += [getattr(exc, "reason", None), exc.__cause__, exc.__context__]
+    if timed_out:
+        return f"no answer within {timeout:g} s"
+    return clean_ws(_QUERY.sub("", broken or str(error)))

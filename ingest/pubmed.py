@@ -337,6 +337,13 @@ def check_ncbi_body(content: bytes, expect: str) -> None:
         raise TransientBodyError("NCBI efetch answer is not a PubmedArticleSet")
     if b"</PubmedArticleSet>" not in content[-256:]:
         raise TransientBodyError("NCBI efetch answer is truncated")
+    try:
+        # Well-formed throughout, not just at both ends: a corrupt page is fetched again.
+        for _, el in etree.iterparse(io.BytesIO(content), events=("end",), tag="PubmedArticle",
+                                     **_xml_parser_kwargs()):
+            el.clear(keep_tail=True)
+    except etree.XMLSyntaxError as exc:
+        raise TransientBodyError(f"NCBI efetch answer is malformed XML: {exc}") from exc
 
 
 @dataclass

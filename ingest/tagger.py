@@ -688,7 +688,9 @@ _SIZE_HINT = re.compile(r"patient|participant|subject|adult|individual|women|men
 
 def _to_int(token: str) -> int | None:
     token = token.lower().replace(",", "")
-    if token.isdigit():
+    if len(token) > 7:  # more than 9,999,999 people is not a sample size (and int() of 5,000 digits fails)
+        return None
+    if token.isascii() and token.isdigit():
         return int(token)
     return _NUMBER_WORDS.get(token)
 

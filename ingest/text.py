@@ -8,8 +8,13 @@ import re
 _WS = re.compile(r"\s+")
 # A lone UTF-16 surrogate (JSON can carry one as "\ud800") cannot be encoded, so cannot be stored.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Block-level tags (opening, closing or void) end a phrase; so does <br>.
-_BLOCK_TAG = re.compile(r"(</?(?:p|div|br|h[1-6]|li)\b[^>]*>)", re.IGNORECASE)
+# Block-level tags (opening, closing or void) end a phrase; so does <br>. A tag never contains
+# "<": stopping there keeps every pattern linear on markup that never closes its tags.
+_BLOCK_TAG = re.compile(r"(</?(?:p|div|br|h[1-6]|li)\b[^<>]*>)", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<(?:/?[A-Za-z][^<>]*|![^<>]*|\?[^<>]*)>")
+# Markup with more tags than this is flattened with _ANY_TAG instead of BeautifulSoup, whose
+# tree building is quadratic in the nesting depth (20,000 nested <p> take minutes).
+MAX_HTML_TAGS = 2000
 _ASCII_ID = re.compile(r"[0-9]{1,18}")
 _NCT = re.compile(r"\bNCT\s?([0-9]{8})\b", re.IGNORECASE)
 _DOI = re.compile(r"\b(10\.\d{4,9}/\S+)", re.IGNORECASE)
@@ -62,7 +67,10 @@ def html_to_text(fragment: str | None) -> str:
 
     # Block elements end a phrase: a space after each of their tags keeps words from fusing.
     # (Done on the markup, in one pass: inserting into the parsed tree is quadratic in the tags.)
-    soup = BeautifulSoup(_BLOCK_TAG.sub(r"\1 ", fragment), "html.parser")
+    spaced = _BLOCK_TAG.sub(r"\1 ", fragment)
+    if fragment.count("<") > MAX_HTML_TAGS:
+        return clean_ws(html.unescape(_ANY_TAG.sub("", spaced)))
+    soup = BeautifulSoup(spaced, "html.parser")
     return clean_ws(html.unescape(soup.get_text()))
 
 

@@ -65,7 +65,7 @@ def main() -> int:
 
             started = time.perf_counter()
             index = load_index(db)
-            print(f"vector index: {len(index.keys)} vectors, {index.model}, "
+            print(f"vector index: {len(index.rowids)} vectors, {index.model}, "
                   f"loaded in {(time.perf_counter() - started) * 1000:.0f} ms (once per process)")
             modes.append(("hybrid", index))
         except SemanticUnavailable as exc:

@@ -60,7 +60,7 @@ def main() -> int:
         print(f"{len(gold)} gold claims, k={args.k}, db={db}")
         for mode, vectors in modes:
             result = evaluate(conn, gold, args.k, vectors)
-            model = f" ({vectors.model})" if vectors is not None else ""
+            model = f" ({vectors.model}, {vectors.coverage:.0%} of sentences)" if vectors is not None else ""
             print(f"{mode:<7} recall@{args.k} {result['recall']:.3f}  nDCG@{args.k} {result['ndcg']:.3f}{model}")
             if args.per_claim:
                 for c in result["claims"]:

@@ -34,7 +34,7 @@ from ingest.schema import create_schema
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = Path(__file__).parent / "gold" / "claims.jsonl"
 # Measured FTS-only recall@10 on the gold claims (scripts/eval_claims.py) minus a small margin.
-FTS_RECALL_FLOOR = 0.55
+FTS_RECALL_FLOOR = 0.60
 
 # One sentence several studies share word for word, so only design, section, population,
 # tags and retraction can tell them apart.
@@ -167,11 +167,17 @@ def test_hostile_claims_return_normally(kb, claim):
 
 
 def test_fts_query_quotes_every_term_and_drops_stopwords():
-    assert fts_query('NEAR(ketamine, bladder) "x" OR y*') == '"near" OR "ketamine" OR "bladder"'
+    assert fts_query('NEAR(ketamine, nausea) "x" OR y*') == '"near" OR "ketamine" OR "nausea"'
     assert fts_query("'; drop table studies; --") == '"drop" OR "table" OR "studies"'
-    assert fts_query("Is it the case that ketamine's effects last?") == '"case" OR "ketamine" OR "effects" OR "last"'
+    assert fts_query("Is it the case that ketamine's effects fade?") == '"case" OR "ketamine" OR "effects" OR "fade"'
     assert claim_terms("anaesthesia in paediatric patients") == ["anaesthesia", "anesthesia", "paediatric",
-                                                                 "pediatric", "patients"]
+                                                                 "pediatric"]
+
+
+def test_lay_words_also_search_for_the_terms_abstracts_use():
+    assert claim_terms("ketamine taken by mouth works") == ["ketamine", "mouth", "oral"]
+    assert claim_terms("it can stop people breathing") == ["breathing", "respiratory"]
+    assert fts_query("serotonin") == '"serotonin" OR "5-ht" OR "serotonergic"'
 
 
 @pytest.mark.parametrize("claim", ["", "   ", "the and of", "* ? !"])
@@ -431,6 +437,7 @@ def test_side_database_build_reuse_and_hybrid_search(tmp_path, monkeypatch):
     assert embeddings.build_vectors(path, fake)["embedded"] == 0  # unchanged sentences are reused
     index = embeddings.load_index(path)
     assert index.coverage == 1.0 and index.matrix.shape == (first["total"], fake.dim)
+    assert len(index.rowids) == first["total"]
     connection = sqlite3.connect(path)
     result = check_claim(connection, "frobnication of the bladder", vectors=index)
     assert result.mode == "hybrid" and result.results[0].pmid == "102"

@@ -20,9 +20,9 @@ a request that gets no answer times out after ``TIMEOUT`` seconds and nothing is
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
+import os
 import socket
 import sqlite3
 import struct
@@ -37,15 +37,16 @@ import pytest
 from click.testing import CliRunner
 from werkzeug import Request, Response
 
-from ingest import cli as cli_module
-from ingest import clinicaltrials, europepmc, pubmed
+from ingest import http
 from ingest.cli import cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FAULTS = FIXTURES / "faults"
-TIMEOUT = 0.5  # seconds before a request without an answer gives up
+TIMEOUT = 0.5  # seconds before a request without an answer gives up, in tests of unanswered requests
+PATIENCE = 10.0  # the same, in every other test: a slow answer on a busy machine is not a fault
 BATCH = 4  # --batch-size: three efetch pages at retstart 0, 4, 8
 SOURCES = ("pubmed", "europepmc", "clinicaltrials")
+MAX_ASKS = 40  # requests for one page before the server answers 404: every loop in a test ends
 
 
 def fixture(name: str) -> bytes:
@@ -66,6 +67,7 @@ REAL = {
     "studies:TOKEN2": fixture("clinicaltrials_page2.json"),
     "studies:TOKEN3": fixture("clinicaltrials_page3.json"),
 }
+PAGES = {"pubmed": ("esearch", "efetch"), "europepmc": ("search",), "clinicaltrials": ("studies",)}
 # The first request of each source, and one in the middle of its paging.
 FIRST = {"pubmed": "esearch", "europepmc": "search:*", "clinicaltrials": "studies:first"}
 MIDDLE = {"pubmed": "efetch:4", "europepmc": "search:CURSOR2", "clinicaltrials": "studies:TOKEN2"}
@@ -149,7 +151,7 @@ def trials_in(db_path: Path) -> dict:
         db.close()
 
 
-def assert_complete(db_path: Path, *sources: str) -> None:
+def assert_complete(db_path: Path, *sources: str, problems: int = 0) -> None:
     """kb.db holds exactly the expected studies and trials of ``sources``: none lost, none doubled."""
     studies, trials = {}, {}
     for source in sources:
@@ -165,7 +167,7 @@ def assert_complete(db_path: Path, *sources: str) -> None:
         assert db.execute("pragma foreign_key_check").fetchall() == []
     finally:
         db.close()
-    assert (status, json.loads(errors), total) == ("ok", [], len(studies))
+    assert (status, len(json.loads(errors)), total) == ("ok-with-errors" if problems else "ok", problems, len(studies))
 
 
 def digest(path: Path) -> str:
@@ -187,7 +189,9 @@ class Answer:
         return Response(self.body, status=self.status, headers=self.headers)
 
 
-RESET, HANG, CUT = "reset", "hang", "cut"  # socket-level faults, played by FaultyFront
+# Socket-level faults, played by FaultyFront: reset (RST) without answering; never answer; relay half
+# the answer then reset; relay half the answer then close normally (fewer bytes than Content-Length).
+RESET, HANG, CUT, SHORT = "reset", "hang", "cut", "short"
 
 
 class Faults:
@@ -220,6 +224,9 @@ def serve(httpserver, faults: Faults) -> None:
         key = page_key(request.path, request.args)
         with faults.lock:
             faults.requests[key] += 1
+            if faults.requests[key] > MAX_ASKS:
+                # A client that keeps asking for one page: stop it (404 is never retried), not the test run.
+                return Response(f"page {key} asked for {MAX_ASKS} times", status=404)
         fault = faults.take(key, socket_level=False)
         if fault is not None:
             return fault.response()
@@ -237,7 +244,7 @@ class FaultyFront:
     For each connection it reads the request head, asks ``faults`` for a socket-level fault
     for that page, and then: resets the connection (RST, SO_LINGER 0) without answering; keeps
     it open without answering until the client gives up; or forwards the request and relays
-    only half of the answer before resetting. Every loop is bounded in time and count.
+    only half of the answer before resetting or closing. Every loop is bounded in time and count.
     """
 
     MAX_CONNECTIONS = 200
@@ -284,7 +291,7 @@ class FaultyFront:
                 self._hang(conn)
             else:
                 answer = self._forward(head)
-                conn.sendall(answer[: len(answer) // 2] if fault == CUT else answer)
+                conn.sendall(answer[: len(answer) // 2] if fault in (CUT, SHORT) else answer)
                 if fault == CUT:
                     _reset(conn)
         except OSError:
@@ -341,12 +348,17 @@ def _reset(conn: socket.socket) -> None:
 # --------------------------------------------------------------------------- fixtures and helpers
 
 
+CLIENT_OPTIONS: list[str] = []
+
+
 @pytest.fixture(autouse=True)
-def fast_clients(monkeypatch):
-    """No rate limit and a short timeout for the clients `kb build` creates (it has no option for either)."""
-    for module, name in ((cli_module, "PubMedClient"), (europepmc, "EuropePMCClient"),
-                         (clinicaltrials, "ClinicalTrialsClient")):
-        monkeypatch.setattr(module, name, functools.partial(getattr(module, name), rate=1000, timeout=TIMEOUT))
+def fast_clients(request):
+    """No rate limit, and a short timeout where a test leaves requests unanswered (`kb build`
+    --rate and --timeout)."""
+    hangs = "timeouts" in request.node.name or "every_source" in request.node.name
+    CLIENT_OPTIONS[:] = ["--rate", "1000", "--timeout", str(TIMEOUT if hangs else PATIENCE)]
+    yield
+    CLIENT_OPTIONS.clear()
 
 
 @pytest.fixture
@@ -368,10 +380,10 @@ def base_url(httpserver) -> str:
     return httpserver.url_for("").rstrip("/")
 
 
-def kb_build(db: Path, base: str, *sources: str, retries: int = 3, backoff: str = "0"):
+def kb_build(db: Path, base: str, *sources: str, retries: int = 3, backoff: str = "0", extra: tuple = ()):
     args = ["build", "--db", str(db), "--no-progress", "--batch-size", str(BATCH),
             "--retries", str(retries), "--backoff", backoff, "--base-url", f"{base}/eutils/",
-            "--europepmc-url", f"{base}/epmc/", "--clinicaltrials-url", f"{base}/ct/"]
+            "--europepmc-url", f"{base}/epmc/", "--clinicaltrials-url", f"{base}/ct/", *CLIENT_OPTIONS, *extra]
     for source in sources:
         args += ["--source", source]
     return CliRunner().invoke(cli, args)
@@ -418,6 +430,17 @@ def error_bodies(key: str) -> list[Answer]:
     return [Answer(200, fixture("clinicaltrials_unavailable.html"))]
 
 
+def malformed(key: str) -> Answer:
+    """A complete-looking answer that is broken inside: XML that is not well-formed, JSON of the wrong shape."""
+    if key.startswith("efetch"):
+        return Answer(200, REAL[key].replace(b"</ArticleTitle>", b"</ArticleTitel>", 1))
+    if key == "esearch":
+        return Answer(200, b'{"header": {"type": "esearch"}, "esearchresult": {"count": "many"}}')
+    if key.startswith("search"):
+        return Answer(200, b'{"hitCount": 7, "resultList": {"result": {"id": "40000201"}}}')
+    return Answer(200, b'{"studies": {"protocolSection": {}}}')
+
+
 def recoverable(kind: str, key: str) -> list:
     """A burst of faults that ``--retries 3`` gets past."""
     return {
@@ -428,15 +451,17 @@ def recoverable(kind: str, key: str) -> list:
                           Answer(503, b"unavailable", {"Retry-After": "0"})],
         "connection resets": [RESET] * 3,
         "timeouts": [HANG] * 2,
-        "connection cut mid-body": [CUT, CUT],
+        "connection cut mid-body": [CUT, SHORT],
         "truncated body with HTTP 200": [truncated(key)] * 2,
         "error body with HTTP 200": error_bodies(key),
+        "malformed body with HTTP 200": [malformed(key)] * 2,
     }[kind]
 
 
 RECOVERABLE = ["429 storm", "429 storm with Retry-After", "500, 502, 503", "connection resets", "timeouts",
-               "connection cut mid-body", "truncated body with HTTP 200", "error body with HTTP 200"]
-SOCKET_LEVEL = {"connection resets", "timeouts", "connection cut mid-body"}
+               "connection cut mid-body", "truncated body with HTTP 200", "error body with HTTP 200",
+               "malformed body with HTTP 200"]
+SOCKET_LEVEL = {"connection resets", "timeouts", "connection cut mid-body", "answers shorter than announced"}
 
 
 # --------------------------------------------------------------------------- a clean run
@@ -449,9 +474,7 @@ def test_clean_run_holds_exactly_the_expected_records(source, faults, base_url, 
     assert result.exit_code == 0, result.output
     assert_complete(db, source)
     # Each page was asked for exactly once.
-    asked = {k: n for k, n in faults.requests.items() if k.split(":")[0] in
-             {"pubmed": ("esearch", "efetch"), "europepmc": ("search",), "clinicaltrials": ("studies",)}[source]}
-    assert set(asked.values()) == {1}, asked
+    assert dict(faults.requests) == {key: 1 for key in REAL if key.split(":")[0] in PAGES[source]}
 
 
 def test_clean_run_of_all_three_sources(faults, base_url, tmp_path):
@@ -489,7 +512,7 @@ def test_build_recovers_from_faults_mid_paging(source, kind, faults, front, http
 
 
 @pytest.mark.parametrize("kind", ["429 storm", "connection resets", "truncated body with HTTP 200",
-                                  "error body with HTTP 200"])
+                                  "error body with HTTP 200", "malformed body with HTTP 200"])
 @pytest.mark.parametrize("source", SOURCES)
 def test_build_recovers_from_faults_on_the_first_request(source, kind, faults, front, httpserver, tmp_path):
     key = FIRST[source]
@@ -520,15 +543,19 @@ def never_ending(kind: str, key: str):
         "429 storm": (Answer(429, b"Too Many Requests"), "HTTP 429 after 1 retries"),
         "429 storm with Retry-After": (Answer(429, b"", {"Retry-After": "0"}), "HTTP 429 after 1 retries"),
         "503": (Answer(503, b"Service Unavailable"), "HTTP 503 after 1 retries"),
-        "connection resets": (RESET, "reset by peer"),
-        "timeouts": (HANG, "timed out"),
+        "connection resets": (RESET, "connection failed: Connection reset by peer (after 2 attempts)"),
+        "timeouts": (HANG, f"no answer within {TIMEOUT:g} s (after 2 attempts)"),
+        "answers shorter than announced": (SHORT, "Connection broken: IncompleteRead"),
         "truncated body with HTTP 200": (truncated(key), "truncated" if key.startswith("efetch") else "invalid JSON"),
         "HTML error page with HTTP 200": (error_bodies(key)[0], "HTML page"),
+        "malformed body with HTTP 200": (malformed(key), {"efetch": "malformed XML", "search": "not a list",
+                                                          "studies": "no studies list"}[key.split(":")[0]]),
     }[kind]
 
 
 NEVER_ENDING = ["429 storm", "429 storm with Retry-After", "503", "connection resets", "timeouts",
-                "truncated body with HTTP 200", "HTML error page with HTTP 200"]
+                "answers shorter than announced",
+                "truncated body with HTTP 200", "HTML error page with HTTP 200", "malformed body with HTTP 200"]
 
 
 @pytest.mark.parametrize("kind", NEVER_ENDING)
@@ -542,13 +569,18 @@ def test_a_fault_that_never_ends_fails_cleanly(source, kind, faults, front, http
     result = kb_build(existing_db, base, source, retries=1)
     assert result.exit_code == 1, result.output
     line = one_line_error(result)
-    print('MSG', line)
     assert message in line, line
     assert page_key_path(key) in line, line
     assert digest(existing_db) == before
     assert leftovers(existing_db.parent) == []
     # Retries are bounded: at most (1 + 1) get_checked attempts of (1 + 1) urllib3 tries each.
     assert faults.requests[key] + (front.connections if kind in SOCKET_LEVEL else 0) <= 8
+    # Once the service is back, a new run completes with exactly the expected records
+    # (pages fetched before the failure may be replayed from the checkpoint: none is lost or doubled).
+    faults.forever.clear()
+    result = kb_build(existing_db, base, source, retries=1)
+    assert result.exit_code == 0, result.output
+    assert_complete(existing_db, source)
 
 
 def page_key_path(key: str) -> str:
@@ -566,3 +598,164 @@ def test_a_failing_last_source_discards_the_others(faults, httpserver, base_url,
     assert faults.requests["efetch:8"] == 1 and faults.requests["search:CURSOR3"] == 1
     assert digest(existing_db) == before
     assert leftovers(existing_db.parent) == []
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+def test_errors_never_show_the_query_string_or_the_api_key(faults, front, existing_db):
+    faults.forever["esearch"] = RESET
+    result = kb_build(existing_db, front.url, "pubmed", retries=0, extra=("--api-key", "SECRET-KEY-123"))
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert "connection failed: Connection reset by peer" in line, line
+    assert "SECRET-KEY-123" not in result.output and "?" not in line, line
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_client_error_is_one_line_and_not_retried(source, faults, base_url, existing_db):
+    key = MIDDLE[source]
+    faults.forever[key] = Answer(400, b"<html>\n<body>\n<h1>Bad Request</h1>\n<p>The page token is invalid.</p>\n"
+                                      b"</body>\n</html>\n", {"Content-Type": "text/html"})
+    before = digest(existing_db)
+    result = kb_build(existing_db, base_url, source)
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert "HTTP 400: <html> <body> <h1>Bad Request</h1>" in line, line
+    assert faults.requests[key] == 1
+    assert digest(existing_db) == before
+
+
+# --------------------------------------------------------------------------- answers that would stall or loop
+
+
+def test_an_absurd_retry_after_is_capped(faults, base_url, tmp_path, monkeypatch):
+    """Retry-After: a day (or a date decades away) must not stall the build: the wait is capped."""
+    monkeypatch.setattr(http, "MAX_RETRY_AFTER", 0.3)
+    faults.queue("efetch:4", Answer(429, b"", {"Retry-After": "86400"}),
+                 Answer(503, b"", {"Retry-After": "Wed, 21 Oct 2065 07:28:00 GMT"}))
+    db = tmp_path / "kb.db"
+    started = time.monotonic()
+    result = kb_build(db, base_url, "pubmed")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert_complete(db, "pubmed")
+    assert 0.55 <= elapsed < 10, elapsed
+
+
+WRONG_ESEARCH = [b"[]", b"null", b'"ok"', b'{"esearchresult": []}', b'{"esearchresult": {"count": "\xc2\xb2"}}',
+                 b'{"esearchresult": {"webenv": "W"}}', b'{"header": {"type": "esearch"}}', b"[" * 5000]
+
+
+def test_wrong_shaped_esearch_answers_are_asked_again(faults, base_url, tmp_path):
+    faults.queue("esearch", *(Answer(200, body) for body in WRONG_ESEARCH))
+    db = tmp_path / "kb.db"
+    result = kb_build(db, base_url, "pubmed", retries=len(WRONG_ESEARCH))
+    assert result.exit_code == 0, result.output
+    assert_complete(db, "pubmed")
+    assert faults.requests["esearch"] == len(WRONG_ESEARCH) + 1
+
+
+@pytest.mark.parametrize("source, key, looping", [
+    ("europepmc", "search:CURSOR3", lambda page: {**page, "nextCursorMark": "CURSOR2"}),
+    ("clinicaltrials", "studies:TOKEN3", lambda page: {**page, "nextPageToken": "TOKEN2"}),
+])
+def test_paging_that_leads_back_to_an_earlier_page_fails_cleanly(source, key, looping, faults, base_url,
+                                                                 existing_db):
+    faults.forever[key] = Answer(200, json.dumps(looping(json.loads(REAL[key]))).encode())
+    before = digest(existing_db)
+    result = kb_build(existing_db, base_url, source)
+    assert result.exit_code == 1
+    assert "paging loops" in one_line_error(result)
+    assert max(faults.requests.values()) == 1, dict(faults.requests)
+    assert digest(existing_db) == before
+
+
+# --------------------------------------------------------------------------- bad records inside good pages
+
+
+BAD_RECORDS = {
+    "pubmed": (b"</PubmedArticleSet>", b"<PubmedArticle><MedlineCitation><PMID>0</PMID><Article><ArticleTitle>Zero"
+                                       b"</ArticleTitle></Article></MedlineCitation></PubmedArticle></PubmedArticleSet>"),
+    "europepmc": (b'"result": [', b'"result": [{"title": "No source, no id", "pubYear": "2024"}, '),
+    "clinicaltrials": (b'"studies": [', b'"studies": [{"protocolSection": {"identificationModule": '
+                                        b'{"nctId": "NCT123", "briefTitle": "Short NCT id"}}}, '),
+}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_bad_record_is_reported_and_the_rest_of_its_page_kept(source, faults, base_url, tmp_path):
+    key = MIDDLE[source]
+    old, new = BAD_RECORDS[source]
+    faults.forever[key] = Answer(200, REAL[key].replace(old, new, 1))
+    db = tmp_path / "kb.db"
+    result = kb_build(db, base_url, source)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 1 and f"{source} page 2" in warnings[0], result.stderr
+    assert_complete(db, source, problems=1)
+
+
+# --------------------------------------------------------------------------- an updated trial
+
+
+def test_a_newer_copy_of_a_trial_replaces_the_older(faults, base_url, tmp_path):
+    faults.forever["studies:TOKEN3"] = Answer(200, fixture("clinicaltrials_updated.json"))
+    db = tmp_path / "kb.db"
+    result = kb_build(db, base_url, "clinicaltrials")
+    assert result.exit_code == 0, result.output
+    assert trials_in(db)["NCT40000301"] == ("Esketamine for Late-life Depression", "COMPLETED", 87, 1)
+
+
+# --------------------------------------------------------------------------- bad command-line arguments
+
+
+@pytest.fixture
+def places(tmp_path) -> dict:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (tmp_path / "a-file").write_text("not a directory\n")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "cases.xml").write_bytes((FIXTURES / "pubmed" / "efetch_cases.xml").read_bytes())
+    return {"dir": str(folder), "file": str(tmp_path / "a-file"), "in": str(inputs),
+            "xml": str(inputs / "cases.xml")}
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["build", "--source", "scopus"], 2, "Invalid value for '--source': 'scopus' is not one of"),
+    (["build", "--source", "pubmed", "--batch-size", "0"], 2, "Invalid value for '--batch-size': 0 is not in"),
+    (["build", "--retries", "-1"], 2, "Invalid value for '--retries'"),
+    (["build", "--backoff", "soon"], 2, "Invalid value for '--backoff'"),
+    (["import"], 2, "Missing argument 'FILE'"),
+    (["import", "{dir}"], 2, "Invalid value for 'FILE': File '{dir}' is a directory"),
+    (["build", "--from-dir", "{in}", "--db", "{dir}"], 2, "Invalid value for '--db': File '{dir}' is a directory"),
+    (["import", "{xml}", "--db", "{dir}"], 2, "Invalid value for '--db': File '{dir}' is a directory"),
+    (["build", "--from-dir", "{file}"], 1, "--from-dir {file}: not a directory"),
+    (["import", "{xml}", "--db", "{file}/kb.db"], 1, "{file}/kb.db: no such database"),
+])
+def test_bad_arguments_are_one_line_errors(args, code, message, places, existing_db):
+    before = digest(existing_db)
+    args = [a.format(**places) for a in args]
+    if "--db" not in args:
+        args += ["--db", str(existing_db)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == code, result.output
+    assert message.format(**places) in one_line_error(result)
+    assert digest(existing_db) == before
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only-directory"])
+def test_a_database_path_that_cannot_be_written_is_a_one_line_error(where, places, tmp_path):
+    if where == "under-a-file":
+        db = Path(places["file"]) / "kb.db"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: directory permissions are not enforced")
+        db = locked / "kb.db"
+    result = CliRunner().invoke(cli, ["build", "--from-dir", places["in"], "--db", str(db), "--no-progress"])
+    assert result.exit_code == 1
+    assert str(db.parent) in one_line_error(result)
