@@ -12,9 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import requests
-
-from .http import FetchError, RateLimiter, TransientBodyError, get_checked, make_session
+from .http import FetchError, JsonApiClient, TransientBodyError
 from .pubmed import ParseError
 from .text import clean_ws, parse_id
 
@@ -238,38 +236,15 @@ def check_trials_body(content: bytes) -> dict:
     return payload
 
 
-class ClinicalTrialsClient:
+class ClinicalTrialsClient(JsonApiClient):
     """ClinicalTrials.gov API v2 client with retries, rate limiting and pageToken paging."""
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        session: requests.Session | None = None,
-        retries: int = 5,
-        backoff: float = 1.0,
-        rate: float | None = None,
-        timeout: float = 60.0,
-    ):
-        self.base_url = base_url.rstrip("/") + "/"
-        self.session = session or make_session(retries=retries, backoff=backoff)
-        self.retries = retries
-        self.backoff = backoff
-        self.limiter = RateLimiter(rate or DEFAULT_RATE)
-        self.timeout = timeout
+    endpoint = "studies"
+    default_rate = DEFAULT_RATE
+    check_body = staticmethod(check_trials_body)
 
-    def _get_page(self, params: dict) -> tuple[bytes, dict]:
-        decoded: dict = {}
-
-        def check(body: bytes) -> None:
-            # Keep the decoded page so it is parsed once, not again for its token.
-            decoded["page"] = check_trials_body(body)
-
-        body = get_checked(
-            self.session, self.base_url + "studies", params=params, check=check, limiter=self.limiter,
-            attempts=self.retries, backoff=self.backoff, timeout=self.timeout,
-        )
-        # A page replayed from a resume checkpoint was checked when it was fetched, not now.
-        return body, decoded["page"] if "page" in decoded else check_trials_body(body)
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, **options):
+        super().__init__(base_url, **options)
 
     def pages(self, query_intr: str = DEFAULT_INTERVENTION_QUERY, page_size: int = MAX_PAGE_SIZE,
               progress: bool = True) -> Iterator[bytes]:
@@ -285,7 +260,7 @@ class ClinicalTrialsClient:
             while True:
                 # The total is only counted once: it costs the server extra work on every page.
                 params = {**base, "pageToken": token} if token else {**base, "countTotal": "true"}
-                body, page = self._get_page(params)
+                body, page = self.get_page(params)
                 if token is None:
                     bar.total = _int(page.get("totalCount")) or 0
                     bar.refresh()

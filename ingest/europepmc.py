@@ -12,10 +12,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import requests
-
 from .exports import split_inline_sections
-from .http import FetchError, RateLimiter, TransientBodyError, get_checked, make_session
+from .http import FetchError, JsonApiClient, TransientBodyError
 from .pubmed import ParseError, join_sections
 from .text import (
     MAX_HTML_TAGS,
@@ -366,38 +364,15 @@ def check_europepmc_body(content: bytes) -> dict:
     return payload
 
 
-class EuropePMCClient:
+class EuropePMCClient(JsonApiClient):
     """Europe PMC REST search client with retries, rate limiting and cursor paging."""
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        session: requests.Session | None = None,
-        retries: int = 5,
-        backoff: float = 1.0,
-        rate: float | None = None,
-        timeout: float = 60.0,
-    ):
-        self.base_url = base_url.rstrip("/") + "/"
-        self.session = session or make_session(retries=retries, backoff=backoff)
-        self.retries = retries
-        self.backoff = backoff
-        self.limiter = RateLimiter(rate or DEFAULT_RATE)
-        self.timeout = timeout
+    endpoint = "search"
+    default_rate = DEFAULT_RATE
+    check_body = staticmethod(check_europepmc_body)
 
-    def _get_page(self, params: dict) -> tuple[bytes, dict]:
-        decoded: dict = {}
-
-        def check(body: bytes) -> None:
-            # Keep the decoded page so it is parsed once, not again for its cursor.
-            decoded["page"] = check_europepmc_body(body)
-
-        body = get_checked(
-            self.session, self.base_url + "search", params=params, check=check, limiter=self.limiter,
-            attempts=self.retries, backoff=self.backoff, timeout=self.timeout,
-        )
-        # A page replayed from a resume checkpoint was checked when it was fetched, not now.
-        return body, decoded["page"] if "page" in decoded else check_europepmc_body(body)
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, **options):
+        super().__init__(base_url, **options)
 
     def search_pages(self, query: str = DEFAULT_QUERY, page_size: int = MAX_PAGE_SIZE,
                      progress: bool = True) -> Iterator[bytes]:
@@ -411,7 +386,7 @@ class EuropePMCClient:
             while True:
                 params = {"query": query, "resultType": "core", "format": "json",
                           "pageSize": page_size, "cursorMark": cursor}
-                body, page = self._get_page(params)
+                body, page = self.get_page(params)
                 if cursor == "*":
                     bar.total = _int(page.get("hitCount")) or 0
                     bar.refresh()

@@ -172,3 +172,48 @@ def _reason(error: Exception | None, timeout: float) -> str:
     if timed_out:
         return f"no answer within {timeout:g} s"
     return clean_ws(_QUERY.sub("", broken or str(error)))
+
+
+class JsonApiClient:
+    """Shared plumbing of the JSON sources: a retrying session, a rate limit, checked pages.
+
+    Subclasses set ``endpoint``, ``default_rate`` and ``check_body`` (decode a page, raising
+    TransientBodyError when it is an error page, truncated or malformed).
+    """
+
+    endpoint = ""
+    default_rate = 1.0
+
+    def __init__(
+        self,
+        base_url: str,
+        session: requests.Session | None = None,
+        retries: int = 5,
+        backoff: float = 1.0,
+        rate: float | None = None,
+        timeout: float = 60.0,
+    ):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.session = session or make_session(retries=retries, backoff=backoff)
+        self.retries = retries
+        self.backoff = backoff
+        self.limiter = RateLimiter(rate or self.default_rate)
+        self.timeout = timeout
+
+    @staticmethod
+    def check_body(content: bytes) -> dict:
+        raise NotImplementedError
+
+    def get_page(self, params: dict) -> tuple[bytes, dict]:
+        """One page, raw and decoded (decoded once: the check keeps what it parsed)."""
+        decoded: dict = {}
+
+        def check(body: bytes) -> None:
+            decoded["page"] = self.check_body(body)
+
+        body = get_checked(
+            self.session, self.base_url + self.endpoint, params=params, check=check, limiter=self.limiter,
+            attempts=self.retries, backoff=self.backoff, timeout=self.timeout,
+        )
+        # A page replayed from a resume checkpoint was checked when it was fetched, not now.
+        return body, decoded["page"] if "page" in decoded else self.check_body(body)
