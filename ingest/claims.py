@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .term_stats import common_terms
+
 if TYPE_CHECKING:
     from .embeddings import VectorIndex
 
@@ -195,9 +197,16 @@ def _spellings(token: str) -> list[str]:
     return out
 
 
-def fts_query(claim: str) -> str:
-    """An FTS5 query from a claim: every term double-quoted (so FTS operators are plain words), OR-ed."""
+def fts_query(claim: str, common: dict[str, float] | None = None) -> str:
+    """An FTS5 query from a claim: every term double-quoted (so FTS operators are plain words), OR-ed.
+
+    Words in ``common`` (share of sentences containing them) are left out: they match most of
+    the index and carry no ranking signal. If every word is common, the rarest one is kept.
+    """
     terms = claim_terms(claim)
+    if common:
+        rare = [t for t in terms if t not in common]
+        terms = rare or sorted(terms, key=lambda t: common.get(t, 0.0))[:1]
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
@@ -241,8 +250,8 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     """Rank the studies bearing on ``claim``; hybrid when ``vectors`` is given, full-text otherwise."""
     conn = getattr(conn, "conn", conn)  # a sqlite_utils Database works too
     claim = validate_claim(claim)
-    query = fts_query(claim)
     _require_sentences(conn)
+    query = fts_query(claim, common_terms(conn))
     rankings = [_relative(_fts_ranking(conn, query), "bm25")]
     if vectors is not None:
         rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine"))

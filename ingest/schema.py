@@ -182,6 +182,8 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
         db[table].create_index(columns, unique=unique, if_not_exists=True)
     _create_trials(db)
     _create_sentences(db)
+    if "common_terms" not in db.table_names():
+        db["common_terms"].create({"term": str, "share": float}, pk="term")
     for kind in TAG_COLUMNS:
         db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), ignore=True)
     if fts:
