@@ -25,7 +25,6 @@ from . import clinicaltrials, europepmc, exports, pubmed
 from .merge import merge_records
 from .schema import create_fts, create_schema, optimise
 from .store import child_rows, delete_study, study_id_for, study_row, upsert_merged
-from .term_stats import compute_common_terms
 from .trials import link_studies_to_trials, write_trials
 
 RECORD_SUFFIXES = (".xml", ".xml.gz", ".nbib", ".txt", ".ris", ".medline", ".json", ".json.gz")
@@ -418,7 +417,6 @@ def build(
         pause_point("written")
         write_trials(db, collected.trials.values())
         link_studies_to_trials(db)
-        compute_common_terms(db)
         create_fts(db)
         for hook in after_write or []:
             hook(db, collected.records)
@@ -460,7 +458,6 @@ def import_into(
                 deleted += int(delete_study(db, str(pmid)))
         write_trials(db, collected.trials.values())
         link_studies_to_trials(db)
-        compute_common_terms(db)
         for hook in after_write or []:
             hook(db, touched)
         stats = _record_run(

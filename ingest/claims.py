@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .term_stats import common_terms
+from .term_stats import costly_terms
 
 if TYPE_CHECKING:
     from .embeddings import VectorIndex
@@ -251,12 +251,15 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     conn = getattr(conn, "conn", conn)  # a sqlite_utils Database works too
     claim = validate_claim(claim)
     _require_sentences(conn)
-    query = fts_query(claim, common_terms(conn))
-    rankings = [_relative(_fts_ranking(conn, query), "bm25")]
+    terms = claim_terms(claim)
+    costly = costly_terms(conn, terms)
+    query = fts_query(claim, costly)
+    ranked = any(t not in costly for t in terms)
+    rankings = [_relative(_fts_ranking(conn, query, ranked), "bm25")]
     if vectors is not None:
         rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine"))
     tags = claim_tags(claim)
-    studies = _score_studies(conn, rankings, tags, _abstract_ranking(conn, query))
+    studies = _score_studies(conn, rankings, tags, _abstract_ranking(conn, query) if ranked else {})
     ranked = [s for s in studies if not s.retracted]
     for number, study in enumerate(ranked, 1):
         study.rank = number
@@ -273,12 +276,15 @@ def _require_sentences(conn: sqlite3.Connection) -> None:
         raise ClaimError("this database has no sentence index (rebuild it with `kb build`)")
 
 
-def _fts_ranking(conn: sqlite3.Connection, query: str) -> list[tuple[str, Sentence]]:
+def _fts_ranking(conn: sqlite3.Connection, query: str, ranked: bool = True) -> list[tuple[str, Sentence]]:
+    # Unranked (newest sentences first) when every word is too common to rank cheaply: FTS5
+    # can stop after the limit in rowid order, but must score every match to sort by bm25.
+    order = "score" if ranked else "sentences_fts.rowid desc"
     sql = (
         "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, "
         f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
         "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid "
-        "where sentences_fts match ? order by score limit ?"
+        f"where sentences_fts match ? order by {order} limit ?"
     )
     try:
         rows = conn.execute(sql, (query, FTS_CANDIDATES)).fetchall()

@@ -143,6 +143,8 @@ def create_fts(db: sqlite_utils.Database) -> None:
     for table, columns in FTS_TABLES.items():
         if not db[table].detect_fts():
             db[table].enable_fts(columns, tokenize="porter", create_triggers=True)
+    # Per-stem document counts of the sentence index, for the claim checker (ingest.term_stats).
+    db.execute("create virtual table if not exists sentences_fts_vocab using fts5vocab(sentences_fts, 'row')")
 
 
 def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
@@ -182,8 +184,7 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
         db[table].create_index(columns, unique=unique, if_not_exists=True)
     _create_trials(db)
     _create_sentences(db)
-    if "common_terms" not in db.table_names():
-        db["common_terms"].create({"term": str, "share": float}, pk="term")
+
     for kind in TAG_COLUMNS:
         db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), ignore=True)
     if fts:

@@ -1,45 +1,49 @@
-"""Words so common in the sentence index that searching for them ranks nearly every row.
+"""How many sentences a search word would make FTS5 rank, read from the index itself.
 
-In a ketamine knowledge base "ketamine" is in almost every sentence's context; an FTS5 query
-containing it has to score most of the index (seconds at a million studies) and gains
-nothing from it (its IDF is near zero). The build records such words with their share of
-sentences, and the claim checker leaves them out of its full-text query.
+In a ketamine knowledge base "ketamine" is in almost every sentence's context; a query with
+it must score most of the index (seconds at a million studies) and gains nothing from it
+(its IDF is near zero). The claim checker asks, per word, how many sentences contain its
+porter stem (the `sentences_fts_vocab` table, an fts5vocab view of the index built with it)
+and leaves out the words that are too common or, in a very large index, too costly.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
+import sqlite3
 
-import sqlite_utils
-
-COMMON_SHARE = 0.2  # a word in at least this share of sentences is "common"
-MIN_SENTENCES = 500  # below this, shares are noise: record nothing
-SAMPLE = 200_000  # sentences read at most (an evenly spaced sample of larger indexes)
-_WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
+COMMON_SHARE = 0.2  # a word in at least this share of sentences carries no ranking signal
+MAX_MATCHING_ROWS = 20_000  # a claim's query should not have to rank more sentences than this
+VOCAB_TABLE = "sentences_fts_vocab"
 
 
-def compute_common_terms(db: sqlite_utils.Database) -> int:
-    """Refill ``common_terms`` from the sentence index; returns how many words are common."""
-    total = db.execute("select count(*) from sentences").fetchone()[0]
-    db.execute("delete from common_terms")
-    if total < MIN_SENTENCES:
-        return 0
-    step = max(1, total // SAMPLE)
-    counts: Counter = Counter()
-    seen = 0
-    for text, context in db.execute("select text, context from sentences where rowid % ? = 0", [step]):
-        counts.update(set(_WORD.findall(f"{text} {context or ''}".lower())))
-        seen += 1
-    rows = [{"term": term, "share": round(n / seen, 4)} for term, n in counts.items() if n / seen >= COMMON_SHARE]
-    if rows:
-        db["common_terms"].insert_all(rows, pk="term", replace=True)
-    return len(rows)
-
-
-def common_terms(conn) -> dict[str, float]:
-    """{word: share} from a kb.db connection (empty when the table is absent)."""
+def stems(words: list[str]) -> dict[str, list[str]]:
+    """Each word's tokens as the index stores them (porter stems), via FTS5 itself."""
+    memory = sqlite3.connect(":memory:")
     try:
-        return dict(conn.execute("select term, share from common_terms").fetchall())
-    except Exception:  # an older kb.db without the table: no pruning
+        memory.execute("create virtual table t using fts5(x, tokenize='porter')")
+        memory.executemany("insert into t (rowid, x) values (?, ?)", list(enumerate(words, 1)))
+        memory.execute("create virtual table v using fts5vocab(t, 'instance')")
+        out: dict[str, list[str]] = {w: [] for w in words}
+        for doc, term in memory.execute("select doc, term from v order by doc, offset"):
+            out[words[doc - 1]].append(term)
+        return out
+    finally:
+        memory.close()
+
+
+def costly_terms(conn: sqlite3.Connection, words: list[str]) -> dict[str, float]:
+    """{word: share of sentences} for the words a claim query should leave out."""
+    try:
+        total = conn.execute("select max(rowid) from sentences").fetchone()[0] or 0
+        if not total or not words:
+            return {}
+        out = {}
+        for word, tokens in stems(words).items():
+            counts = [conn.execute(f"select doc from {VOCAB_TABLE} where term = ?", [t]).fetchone() for t in tokens]
+            # A phrase ("5-ht") matches at most as often as its rarest token.
+            rows = min((c[0] if c else 0) for c in counts) if counts else 0
+            if rows / total >= COMMON_SHARE or rows > MAX_MATCHING_ROWS:
+                out[word] = rows / total
+        return out
+    except sqlite3.Error:  # an index without the vocabulary table: search every word
         return {}

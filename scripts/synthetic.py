@@ -21,7 +21,6 @@ from ingest import build as builder  # noqa: E402
 from ingest.schema import create_fts, create_schema  # noqa: E402
 from ingest.sentences import record_sentences  # noqa: E402
 from ingest.tag_store import Tagging  # noqa: E402
-from ingest.term_stats import compute_common_terms  # noqa: E402
 
 
 def real_material(corpus: Path) -> dict:
@@ -90,7 +89,6 @@ def build_synthetic(path: Path, studies: int, corpus: Path, seed: int = 7, sente
             print(f"  {n + 1:,} studies written ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     _flush(conn, batch_studies, batch_sentences)
     print("  indexing (FTS5)...", file=sys.stderr)
-    compute_common_terms(db)
     create_fts(db)
     db.execute("ANALYZE")
     db.close()
