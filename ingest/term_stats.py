@@ -13,6 +13,7 @@ import sqlite3
 
 COMMON_SHARE = 0.2  # a word in at least this share of sentences carries no ranking signal
 MAX_MATCHING_ROWS = 20_000  # a claim's query should not have to rank more sentences than this
+MIN_SENTENCES = 500  # in a smaller index shares are noise and ranking everything is cheap
 VOCAB_TABLE = "sentences_fts_vocab"
 
 
@@ -35,7 +36,7 @@ def costly_terms(conn: sqlite3.Connection, words: list[str]) -> dict[str, float]
     """{word: share of sentences} for the words a claim query should leave out."""
     try:
         total = conn.execute("select max(rowid) from sentences").fetchone()[0] or 0
-        if not total or not words:
+        if total < MIN_SENTENCES or not words:
             return {}
         out = {}
         for word, tokens in stems(words).items():
