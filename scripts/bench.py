@@ -48,9 +48,11 @@ CLAIMS = [
     "oral ketamine is effective for depression", "ketamine raises blood pressure",
     "ketamine works through BDNF", "ketamine is better than ECT", "esketamine nasal spray prevents relapse",
 ]
+# The shape of the `search` canned query: rank on rowids first, fetch rows for the top ones only.
 RANKED_SEARCH = (
-    "select studies.id, studies.title from studies_fts join studies on studies.rowid = studies_fts.rowid "
-    "where studies_fts match :q order by bm25(studies_fts) limit 20"
+    "with top as (select rowid, bm25(studies_fts, 10.0, 1.0) as score from studies_fts "
+    "where studies_fts match :q order by score limit 20) "
+    "select s.id, s.title from top join studies s on s.rowid = top.rowid order by top.score"
 )
 
 
