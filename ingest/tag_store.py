@@ -7,7 +7,6 @@ import json
 import sqlite_utils
 
 from .schema import TAG_COLUMNS
-from .sentences import record_sentences
 from .tagger import KINDS, TagResult, Vocabulary, load_vocabulary, tag_record
 
 
@@ -85,5 +84,5 @@ def sentence_rows(study_id: str, record: dict, result: TagResult) -> list[dict]:
     return [
         {"study_id": study_id, "position": s.index, "section": s.section, "section_kind": s.section_kind,
          "text": s.text, "context": context}
-        for s in record_sentences(record)
+        for s in result.sentences
     ]

@@ -271,9 +271,15 @@ def _finder(name: str) -> LiteralFinder:
 _PUNCTUATION_BREAK = re.compile(r"[.;:]")
 
 
-def sentence_cues(text: str) -> Cues:
-    """Negation, reduction and clause-break positions in a text (offsets are the text's own)."""
-    lowered = text.lower() if len(text.lower()) == len(text) else text
+def sentence_cues(text: str, lowered: str | None = None) -> Cues:
+    """Negation, reduction and clause-break positions in a text (offsets are the text's own).
+
+    ``lowered``: the text already lower-cased by the caller, with the same offsets.
+    """
+    if lowered is None:
+        lowered = text.lower()
+        if len(lowered) != len(text):
+            lowered = text
     breaks = [m.start() for m in _finder("_BREAK").finditer(lowered)]
     breaks += [m.start() for m in _PUNCTUATION_BREAK.finditer(lowered)]
     return Cues(
@@ -287,11 +293,6 @@ def sentence_cues(text: str) -> Cues:
 def is_negated(sentence: str, start: int, end: int) -> bool:
     """NegEx-style: a negation trigger shortly before or after the term, in the same clause."""
     return sentence_cues(sentence).negated(start, end)
-
-
-def is_reduction(sentence: str, start: int) -> bool:
-    """"reduced the incidence of nausea": the effect is prevented, not caused."""
-    return sentence_cues(sentence).reduction(start)
 
 
 # --------------------------------------------------------------------------- tagging
@@ -315,6 +316,7 @@ class TagResult:
     evidence: list[Evidence]
     sample_size: int | None
     sample_size_evidence: str | None
+    sentences: list[Sentence] = field(default_factory=list, repr=False)  # as split for tagging
 
     def as_dict(self) -> dict:
         return {
@@ -352,7 +354,7 @@ def find_mentions(sentences: list[Sentence], vocab: Vocabulary) -> list[Mention]
         found.append((tag_id, start, end))
     mentions: list[Mention] = []
     # Cues are found once over the whole text; the newline between sentences is a clause break.
-    cues = sentence_cues(text)
+    cues = sentence_cues(text, text if lowered is None else lowered)
     cues.breaks = sorted(cues.breaks + starts[1:])
     for tag_id, start, end in found:
         i = bisect.bisect_right(starts, start) - 1
@@ -513,7 +515,7 @@ def tag_record(record: dict, vocab: Vocabulary | None = None) -> TagResult:
     # Reviews, guidelines and laboratory studies have no participants of their own.
     secondary = {"narrative_review", "systematic_review", "meta_analysis", "guideline", "animal", "in_vitro"}
     size, size_sentence = (None, None) if secondary & set(tags["design"]) else extract_sample_size(sentences)
-    return TagResult(tags, absent, evidence, size, size_sentence)
+    return TagResult(tags, absent, evidence, size, size_sentence, sentences)
 
 
 def _best(rows: list[Evidence]) -> list[Evidence]:
@@ -607,9 +609,6 @@ def _resolve_drugs(supported: dict[str, list[Evidence]], found: set[str], mentio
     return found
 
 
-_DESIGN_PRIORITY = ("protocol", "meta_analysis", "systematic_review", "guideline", "narrative_review",
-                    "case_report", "case_series", "rct", "nonrandomised_trial", "case_control",
-                    "cross_sectional", "cohort", "animal", "in_vitro")
 _REVIEW_TITLE = re.compile(r"\breview\b|\boverview\b|\bperspective\b|\bupdate on\b|\bcommentary\b", re.I)
 _SYSTEMATIC_TITLE = re.compile(r"systematic|meta-?analy|scoping|umbrella", re.I)
 
