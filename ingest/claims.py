@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .term_stats import costly_terms
+from .text import json_list
 
 if TYPE_CHECKING:
     from .embeddings import VectorIndex
@@ -461,14 +462,10 @@ def _shown(sentence: Sentence) -> dict[str, Any]:
             "position": sentence.position, "relevance": round(sentence.relevance, 4)}
 
 
+
+
 def _json_list(value: Any) -> list[str]:
-    if not value:
-        return []
-    try:
-        parsed = json.loads(value)
-    except (TypeError, ValueError):
-        return []
-    return [str(v) for v in parsed] if isinstance(parsed, list) else []
+    return [str(v) for v in json_list(value)]
 
 
 def population_of(designs: list[str], populations: list[str]) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .http import FetchError, JsonApiClient, TransientBodyError
 from .pubmed import ParseError
-from .text import clean_ws, parse_id
+from .text import as_dict, clean_ws, json_int, parse_id
 
 DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2/"
 DEFAULT_INTERVENTION_QUERY = "ketamine OR esketamine OR arketamine"
@@ -50,7 +50,7 @@ def parse_studies_page(data: bytes) -> TrialsPage:
     """
     payload = _load_page(data)
     page = TrialsPage(next_page_token=_text(payload.get("nextPageToken")),
-                      total_count=_int(payload.get("totalCount")))
+                      total_count=json_int(payload.get("totalCount")))
     for number, study in enumerate(payload["studies"], 1):
         try:
             page.trials.append(parse_study(study))
@@ -73,22 +73,22 @@ def parse_study(study: dict) -> dict:
     """One ``studies[]`` entry to a flat trial dict."""
     if not isinstance(study, dict):
         raise TypeError(f"study is a {type(study).__name__}, not an object")
-    protocol = _dict(study.get("protocolSection"))
-    ident = _dict(protocol.get("identificationModule"))
+    protocol = as_dict(study.get("protocolSection"))
+    ident = as_dict(protocol.get("identificationModule"))
     nct_id = _text(ident.get("nctId")).upper().replace(" ", "") if ident.get("nctId") else None
     if not nct_id or not _NCT_ID.fullmatch(nct_id):
         raise ValueError(f"no valid NCT id ({ident.get('nctId')!r}, title {ident.get('briefTitle')!r})")
-    status = _dict(protocol.get("statusModule"))
-    design = _dict(protocol.get("designModule"))
-    design_info = _dict(design.get("designInfo"))
-    sponsors = _dict(protocol.get("sponsorCollaboratorsModule"))
-    lead = _dict(sponsors.get("leadSponsor"))
-    conditions = _dict(protocol.get("conditionsModule"))
-    arms = _dict(protocol.get("armsInterventionsModule"))
-    outcomes = _dict(protocol.get("outcomesModule"))
-    description = _dict(protocol.get("descriptionModule"))
-    start_date = _text(_dict(status.get("startDateStruct")).get("date"))
-    enrollment = _dict(design.get("enrollmentInfo"))
+    status = as_dict(protocol.get("statusModule"))
+    design = as_dict(protocol.get("designModule"))
+    design_info = as_dict(design.get("designInfo"))
+    sponsors = as_dict(protocol.get("sponsorCollaboratorsModule"))
+    lead = as_dict(sponsors.get("leadSponsor"))
+    conditions = as_dict(protocol.get("conditionsModule"))
+    arms = as_dict(protocol.get("armsInterventionsModule"))
+    outcomes = as_dict(protocol.get("outcomesModule"))
+    description = as_dict(protocol.get("descriptionModule"))
+    start_date = _text(as_dict(status.get("startDateStruct")).get("date"))
+    enrollment = as_dict(design.get("enrollmentInfo"))
     return {
         "nct_id": nct_id,
         "title": _text(ident.get("briefTitle")),
@@ -100,9 +100,9 @@ def parse_study(study: dict) -> dict:
         "phases": _phases(design.get("phases")),
         "overall_status": _text(status.get("overallStatus")),
         "start_date": start_date,
-        "completion_date": _text(_dict(status.get("completionDateStruct")).get("date")),
+        "completion_date": _text(as_dict(status.get("completionDateStruct")).get("date")),
         "start_year": _year(start_date),
-        "enrollment": _int(enrollment.get("count")),
+        "enrollment": json_int(enrollment.get("count")),
         "enrollment_type": _text(enrollment.get("type")),
         "conditions": _strings(conditions.get("conditions")),
         "keywords": _strings(conditions.get("keywords")),
@@ -112,13 +112,13 @@ def parse_study(study: dict) -> dict:
         "sponsor_class": _text(lead.get("class")),
         "collaborators": [n for n in (_text(c.get("name")) for c in _dicts(sponsors.get("collaborators"))) if n],
         "allocation": _text(design_info.get("allocation")),
-        "masking": _text(_dict(design_info.get("maskingInfo")).get("masking")),
+        "masking": _text(as_dict(design_info.get("maskingInfo")).get("masking")),
         "intervention_model": _text(design_info.get("interventionModel")),
         "primary_purpose": _text(design_info.get("primaryPurpose")),
         "has_results": study.get("hasResults") is True,
         "primary_outcomes": [_outcome(o) for o in _dicts(outcomes.get("primaryOutcomes"))],
         "secondary_outcomes": [_outcome(o) for o in _dicts(outcomes.get("secondaryOutcomes"))],
-        "references": [_reference(r) for r in _dicts(_dict(protocol.get("referencesModule")).get("references"))],
+        "references": [_reference(r) for r in _dicts(as_dict(protocol.get("referencesModule")).get("references"))],
         "countries": _countries(protocol),
         "source": SOURCE_NAME,
     }
@@ -171,7 +171,7 @@ def _reference(item: dict) -> dict:
 
 
 def _countries(protocol: dict) -> list[str]:
-    locations = _dicts(_dict(protocol.get("contactsLocationsModule")).get("locations"))
+    locations = _dicts(as_dict(protocol.get("contactsLocationsModule")).get("locations"))
     return list(dict.fromkeys(c for c in (_text(loc.get("country")) for loc in locations) if c))
 
 
@@ -180,8 +180,6 @@ def _year(date: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _dict(value) -> dict:
-    return value if isinstance(value, dict) else {}
 
 
 def _dicts(value) -> list[dict]:
@@ -209,14 +207,6 @@ def _paragraphs(value) -> str | None:
     return text or None
 
 
-def _int(value) -> int | None:
-    """A count that fits an SQLite INTEGER, from a JSON number or ASCII digits; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else None
-    text = _text(value) or ""
-    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
 
 
 # --------------------------------------------------------------------------- fetching
@@ -262,7 +252,7 @@ class ClinicalTrialsClient(JsonApiClient):
                 params = {**base, "pageToken": token} if token else {**base, "countTotal": "true"}
                 body, page = self.get_page(params)
                 if token is None:
-                    bar.total = _int(page.get("totalCount")) or 0
+                    bar.total = json_int(page.get("totalCount")) or 0
                     bar.refresh()
                 yield body
                 bar.update(len(page["studies"]))

@@ -17,8 +17,10 @@ from .http import FetchError, JsonApiClient, TransientBodyError
 from .pubmed import ParseError, join_sections
 from .text import (
     MAX_HTML_TAGS,
+    as_dict,
     clean_ws,
     html_to_text,
+    json_int,
     nct_ids_in,
     normalise_doi,
     normalise_pmcid,
@@ -70,7 +72,7 @@ def parse_search_page(data: bytes) -> EuropePMCPage:
     """
     payload = _load_page(data)
     page = EuropePMCPage(next_cursor=_text(payload.get("nextCursorMark")) or None,
-                         hit_count=_int(payload.get("hitCount")) or 0)
+                         hit_count=json_int(payload.get("hitCount")) or 0)
     results = payload["resultList"].get("result") or []
     if not isinstance(results, list):
         raise ParseError("Europe PMC resultList.result is not a list")
@@ -101,9 +103,9 @@ def parse_result(result: dict) -> dict:
         raise ValueError("no source or id")
     pmid_text = _text(result.get("pmid"))
     sections = abstract_sections(result.get("abstractText"))
-    journal_info = _dict(result.get("journalInfo"))
-    journal = _dict(journal_info.get("journal"))
-    preprint_server = _dict(result.get("bookOrReportDetails"))
+    journal_info = as_dict(result.get("journalInfo"))
+    journal = as_dict(journal_info.get("journal"))
+    preprint_server = as_dict(result.get("bookOrReportDetails"))
     year, pub_date, medline_date = _dates(result, journal_info)
     raw_types = [n for n in (clean_ws(str(p)) for p in _items(result, "pubTypeList", "pubType")) if n]
     # pubTypeList mixes PubMed's types with JATS article-types ("research-article"); keep PubMed's.
@@ -142,7 +144,7 @@ def parse_result(result: dict) -> dict:
         "source_id": f"{source}:{ident}",
         "europepmc_source": source,
         "is_open_access": _text(result.get("isOpenAccess")).upper() == "Y",
-        "cited_by_count": _int(result.get("citedByCount")) or 0,
+        "cited_by_count": json_int(result.get("citedByCount")) or 0,
         "is_preprint": source == "PPR" or any(p.lower() == "preprint" for p in raw_types),
     }
     # dbCrossReferenceList / tmAccessionTypeList only name databases ("EMBL", "nct"), never
@@ -247,7 +249,7 @@ def _dates(result: dict, journal_info: dict) -> tuple[int | None, str | None, st
         match = _ISO_DATE.fullmatch(_text(result.get(key)))
         if match:
             return int(match.group(1)), match.group(0), None
-    year = _int(journal_info.get("yearOfPublication")) or _int(result.get("pubYear"))
+    year = json_int(journal_info.get("yearOfPublication")) or json_int(result.get("pubYear"))
     return (year, f"{year:04d}", None) if year else (None, None, None)
 
 
@@ -314,28 +316,18 @@ def _ref_type(text: str) -> str | None:
 
 def _items(obj: dict, outer: str, inner: str) -> list:
     """Europe PMC wraps lists twice: ``{"keywordList": {"keyword": [...]}}``."""
-    value = _dict(obj.get(outer)).get(inner)
+    value = as_dict(obj.get(outer)).get(inner)
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
 
 
-def _dict(value) -> dict:
-    return value if isinstance(value, dict) else {}
 
 
 def _text(value) -> str:
     return clean_ws(str(value)) if value is not None else ""
 
 
-def _int(value) -> int | None:
-    """A count or year that fits an SQLite INTEGER, from a JSON number or ASCII digits; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else None
-    text = _text(value)
-    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
 
 
 def _describe(result) -> str:
@@ -388,7 +380,7 @@ class EuropePMCClient(JsonApiClient):
                           "pageSize": page_size, "cursorMark": cursor}
                 body, page = self.get_page(params)
                 if cursor == "*":
-                    bar.total = _int(page.get("hitCount")) or 0
+                    bar.total = json_int(page.get("hitCount")) or 0
                     bar.refresh()
                 results = page["resultList"].get("result") or []
                 if not results:

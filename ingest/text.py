@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 
 _WS = re.compile(r"\s+")
@@ -144,3 +145,32 @@ def normalise_pmcid(value: str | None) -> str | None:
         return None
     digits = re.sub(r"\D", "", value)
     return f"PMC{digits}" if digits else None
+
+
+# --------------------------------------------------------------------------- JSON from APIs and kb.db
+
+
+def as_dict(value) -> dict:
+    """``value`` if it is a JSON object, else an empty one (APIs omit or mistype modules)."""
+    return value if isinstance(value, dict) else {}
+
+
+def json_int(value) -> int | None:
+    """A count that fits an SQLite INTEGER, from a JSON number or ASCII digits; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
+    text = clean_ws(str(value)) if value is not None else ""
+    return int(text) if _ASCII_ID.fullmatch(text) else None
+
+
+def json_list(value) -> list:
+    """A JSON-array column (``'["rct"]'``) as a list; empty for NULL or anything malformed."""
+    if not value:
+        return []
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return []
+    return parsed if isinstance(parsed, list) else []

@@ -18,6 +18,8 @@ from datasette import hookimpl
 from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
 
+from ingest.text import json_list
+
 # The order kinds are shown in on a study page.
 KIND_ORDER = ("design", "indication", "drug", "route", "population", "mechanism", "side_effect")
 # JSON arrays of tag ids, shown as labelled links to the matching array facet.
@@ -119,14 +121,6 @@ def highlight(text: str | None, spans: list[tuple[int, int]]) -> Markup:
 # --------------------------------------------------------------------------- data for templates
 
 
-def _json_list(value) -> list:
-    if not value:
-        return []
-    try:
-        parsed = json.loads(value)
-    except (TypeError, ValueError):
-        return []
-    return parsed if isinstance(parsed, list) else []
 
 
 async def _tables(db) -> set[str]:
@@ -177,14 +171,14 @@ async def study_detail(datasette, database: str, study_id: str) -> dict | None:
     labels = await tag_labels(datasette, database)
 
     def labelled(column: str) -> list[dict]:
-        return [{"id": t, "label": (labels.get(t) or {}).get("label") or t} for t in _json_list(study.get(column))]
+        return [{"id": t, "label": (labels.get(t) or {}).get("label") or t} for t in json_list(study.get(column))]
 
     detail = {
         "study": study,
         "designs": labelled("designs"), "drugs": labelled("drugs"), "routes": labelled("routes"),
         "indications": labelled("indications"), "populations": labelled("populations"),
-        "mesh_terms": _json_list(study.get("mesh_terms")), "keywords": _json_list(study.get("keywords")),
-        "publication_types": _json_list(study.get("publication_type_names")),
+        "mesh_terms": json_list(study.get("mesh_terms")), "keywords": json_list(study.get("keywords")),
+        "publication_types": json_list(study.get("publication_type_names")),
         "links": {"pubmed": pubmed_url(study.get("pmid")), "doi": doi_url(study.get("doi")),
                   "pmc": pmc_url(study.get("pmcid"))},
         "sections": [], "authors": [], "tag_groups": [], "trials": [], "corrections": [],
@@ -259,10 +253,10 @@ async def _study_trials(db, study: dict, tables: set[str]) -> list[dict]:
             [study["id"]],
         ):
             row["in_kb"] = bool(row["in_kb"])
-            row["phases"] = _json_list(row["phases"])
+            row["phases"] = json_list(row["phases"])
             trials[row["nct_id"]] = row
     known: set[str] = set()
-    extra = [n for n in _json_list(study.get("nct_ids")) if isinstance(n, str) and n not in trials]
+    extra = [n for n in json_list(study.get("nct_ids")) if isinstance(n, str) and n not in trials]
     if extra and "trials" in tables:
         marks = ", ".join("?" for _ in extra)
         known = {r["nct_id"] for r in await _rows(db, f"select nct_id from trials where nct_id in ({marks})", extra)}
@@ -284,16 +278,16 @@ async def trial_detail(datasette, database: str, nct_id: str) -> dict | None:
     labels = await tag_labels(datasette, database)
 
     def labelled(column: str) -> list[dict]:
-        return [{"id": t, "label": (labels.get(t) or {}).get("label") or t} for t in _json_list(trial.get(column))]
+        return [{"id": t, "label": (labels.get(t) or {}).get("label") or t} for t in json_list(trial.get(column))]
 
-    interventions = [i for i in _json_list(trial.get("interventions")) if isinstance(i, dict)]
+    interventions = [i for i in json_list(trial.get("interventions")) if isinstance(i, dict)]
     detail = {
         "trial": trial,
-        "phases": [str(p) for p in _json_list(trial.get("phases"))],
-        "conditions": _json_list(trial.get("conditions")), "keywords": _json_list(trial.get("keywords")),
-        "interventions": interventions, "collaborators": _json_list(trial.get("collaborators")),
-        "countries": _json_list(trial.get("countries")),
-        "primary_outcomes": [o for o in _json_list(trial.get("primary_outcomes")) if isinstance(o, dict)],
+        "phases": [str(p) for p in json_list(trial.get("phases"))],
+        "conditions": json_list(trial.get("conditions")), "keywords": json_list(trial.get("keywords")),
+        "interventions": interventions, "collaborators": json_list(trial.get("collaborators")),
+        "countries": json_list(trial.get("countries")),
+        "primary_outcomes": [o for o in json_list(trial.get("primary_outcomes")) if isinstance(o, dict)],
         "indications": labelled("indications"), "drugs": labelled("drugs"), "routes": labelled("routes"),
         "registry_url": trial_url(trial["nct_id"]), "papers": [], "other_references": [],
     }
@@ -307,13 +301,13 @@ async def trial_detail(datasette, database: str, nct_id: str) -> dict | None:
             [nct_id],
         )
         for paper in papers:
-            paper["designs"] = [(labels.get(d) or {}).get("label") or d for d in _json_list(paper["designs"])]
+            paper["designs"] = [(labels.get(d) or {}).get("label") or d for d in json_list(paper["designs"])]
             paper["pubmed_url"] = pubmed_url(paper["pmid"])
             paper["url"] = row_url(datasette, database, "studies", paper["id"])
             if paper["pmid"]:
                 linked.add(int(paper["pmid"]))
         detail["papers"] = papers
-    for pmid in _json_list(trial.get("reference_pmids")):
+    for pmid in json_list(trial.get("reference_pmids")):
         try:
             number = int(pmid)
         except (TypeError, ValueError):
@@ -388,7 +382,7 @@ def render_cell(value, column, table, database, datasette):
         cut = value[:CELL_CHARS].rsplit(" ", 1)[0]
         return Markup('<span class="kb-cut">{}…</span>').format(cut)
     if table in TAGGED_TABLES and column in TAG_ARRAY_COLUMNS and isinstance(value, str) and value.startswith("["):
-        ids = _json_list(value)
+        ids = json_list(value)
 
         async def chips():
             if not ids:
