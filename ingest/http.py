@@ -174,15 +174,10 @@ def _reason(error: Exception | None, timeout: float) -> str:
     return clean_ws(_QUERY.sub("", broken or str(error)))
 
 
-class JsonApiClient:
-    """Shared plumbing of the JSON sources: a retrying session, a rate limit, checked pages.
+class ApiClient:
+    """Shared plumbing of every source's client: a retrying session, a rate limit, checked GETs."""
 
-    Subclasses set ``endpoint``, ``default_rate`` and ``check_body`` (decode a page, raising
-    TransientBodyError when it is an error page, truncated or malformed).
-    """
-
-    endpoint = ""
-    default_rate = 1.0
+    default_rate = 1.0  # requests per second, the API's published limit
 
     def __init__(
         self,
@@ -200,6 +195,19 @@ class JsonApiClient:
         self.limiter = RateLimiter(rate or self.default_rate)
         self.timeout = timeout
 
+    def get(self, endpoint: str, params: dict, check: Callable[[bytes], None], use_cache: bool = True) -> bytes:
+        return get_checked(
+            self.session, self.base_url + endpoint, params=params, check=check, limiter=self.limiter,
+            attempts=self.retries, backoff=self.backoff, timeout=self.timeout, use_cache=use_cache,
+        )
+
+
+class JsonApiClient(ApiClient):
+    """A JSON source. Subclasses set ``endpoint``, ``default_rate`` and ``check_body`` (decode a
+    page, raising TransientBodyError when it is an error page, truncated or malformed)."""
+
+    endpoint = ""
+
     @staticmethod
     def check_body(content: bytes) -> dict:
         raise NotImplementedError
@@ -211,9 +219,6 @@ class JsonApiClient:
         def check(body: bytes) -> None:
             decoded["page"] = self.check_body(body)
 
-        body = get_checked(
-            self.session, self.base_url + self.endpoint, params=params, check=check, limiter=self.limiter,
-            attempts=self.retries, backoff=self.backoff, timeout=self.timeout,
-        )
+        body = self.get(self.endpoint, params, check)
         # A page replayed from a resume checkpoint was checked when it was fetched, not now.
         return body, decoded["page"] if "page" in decoded else self.check_body(body)

@@ -14,10 +14,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import requests
 from lxml import etree
 
-from .http import RateLimiter, TransientBodyError, get_checked, make_session
+from .http import ApiClient, TransientBodyError
 from .text import (
     clean_ws,
     element_text,
@@ -353,7 +352,7 @@ class SearchResult:
     query_key: str | None
 
 
-class PubMedClient:
+class PubMedClient(ApiClient):
     """E-utilities client honouring NCBI's rate limits and usage policy."""
 
     def __init__(
@@ -362,22 +361,14 @@ class PubMedClient:
         api_key: str | None = None,
         email: str | None = None,
         tool: str = TOOL_NAME,
-        session: requests.Session | None = None,
-        retries: int = 5,
-        backoff: float = 1.0,
         rate: float | None = None,
-        timeout: float = 60.0,
+        **options,
     ):
-        self.base_url = base_url.rstrip("/") + "/"
         self.api_key = api_key or os.environ.get("NCBI_API_KEY") or None
         self.email = email or os.environ.get("NCBI_EMAIL") or None
         self.tool = tool
-        self.session = session or make_session(retries=retries, backoff=backoff)
-        self.retries = retries
-        self.backoff = backoff
         # NCBI: 3 requests/second without an API key, 10 with one.
-        self.limiter = RateLimiter(rate or (10.0 if self.api_key else 3.0))
-        self.timeout = timeout
+        super().__init__(base_url, rate=rate or (10.0 if self.api_key else 3.0), **options)
 
     def _params(self, **params) -> dict:
         params = {k: v for k, v in params.items() if v is not None}
@@ -389,17 +380,7 @@ class PubMedClient:
         return params
 
     def _get(self, endpoint: str, params: dict, expect: str, fresh: bool = False) -> bytes:
-        return get_checked(
-            self.session,
-            self.base_url + endpoint,
-            params=params,
-            check=lambda body: check_ncbi_body(body, expect),
-            limiter=self.limiter,
-            attempts=self.retries,
-            backoff=self.backoff,
-            timeout=self.timeout,
-            use_cache=not fresh,
-        )
+        return self.get(endpoint, params, lambda body: check_ncbi_body(body, expect), use_cache=not fresh)
 
     def search(self, term: str, mindate: str | None = None, maxdate: str | None = None,
                fresh: bool = False) -> SearchResult:
