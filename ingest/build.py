@@ -102,7 +102,7 @@ def merge_trials(old: dict, new: dict) -> dict:
     return merged
 
 
-def parse_bytes(data: bytes, name: str) -> pubmed.ParseResult:
+def parse_bytes(data: bytes) -> pubmed.ParseResult:
     """Parse one input whose format is recognised from its content."""
     kind = exports.sniff_format(data)
     if kind == "xml":
@@ -153,7 +153,7 @@ def collect_file(collected: Collected, path: Path, label: str | None = None,
     if KIND_SOURCE.get(exports.sniff_format(data) or "", "pubmed") not in set(sources):
         return
     try:
-        result = parse_bytes(data, label)
+        result = parse_bytes(data)
     except pubmed.ParseError as exc:
         partial = getattr(exc, "partial", None)
         kept = f"; {len(partial.records)} records before the fault were kept" if partial and partial.records else ""
@@ -194,7 +194,7 @@ def collect_pages(pages: Iterable[bytes], source: str = "pubmed", collected: Col
         label = f"{source} page {number}"
         collected.files.append(label)
         try:
-            result = parse_bytes(page, label)
+            result = parse_bytes(page)
         except pubmed.ParseError as exc:
             raise pubmed.ParseError(f"{label}: {exc}") from exc
         _collect_result(collected, result, label)

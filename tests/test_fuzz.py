@@ -117,7 +117,7 @@ PARSERS = {
     "ris": parse_ris,
     "europepmc": europepmc.parse_search_page,
     "clinicaltrials": clinicaltrials.parse_studies_page,
-    "parse_bytes": lambda data: parse_bytes(data, "fuzz"),
+    "parse_bytes": parse_bytes,
 }
 
 
