@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import gzip
 import json
 import os
@@ -25,7 +26,8 @@ from . import clinicaltrials, europepmc, exports, pubmed
 from .merge import merge_records
 from .schema import create_fts, create_schema, optimise
 from .store import child_rows, delete_study, study_id_for, study_row, upsert_merged
-from .trials import link_studies_to_trials, write_trials
+from .tagger import load_vocabulary
+from .trials import link_studies_to_trials, trial_tags, write_trials
 
 RECORD_SUFFIXES = (".xml", ".xml.gz", ".nbib", ".txt", ".ris", ".medline", ".json", ".json.gz")
 SOURCES = ("pubmed", "europepmc", "clinicaltrials")
@@ -46,6 +48,8 @@ class Collected:
     errors: list[str] = field(default_factory=list)
     trials: dict[str, dict] = field(default_factory=dict)
     by_doi: dict[str, str] = field(default_factory=dict)
+    # Told of every study record as soon as it is parsed, and of every trial: see Prederiver.
+    watcher: Prederiver | None = field(default=None, repr=False, compare=False)
 
     def add(self, record: dict) -> None:
         self.parsed += 1
@@ -65,6 +69,15 @@ class Collected:
         if merged.get("doi"):
             self.by_doi[merged["doi"]] = key
 
+    def parsed_record(self, record: dict) -> None:
+        """A record just parsed, before it is added (and perhaps merged)."""
+        if self.watcher:
+            try:
+                key = study_id_for(record)
+            except ValueError:
+                return  # add() reports it
+            self.watcher.study(key, record)
+
     def _same_study(self, key: str, record: dict) -> bool:
         other = self.records.get(key)
         if other is None:
@@ -74,7 +87,9 @@ class Collected:
 
     def add_trial(self, trial: dict) -> None:
         previous = self.trials.get(trial["nct_id"])
-        self.trials[trial["nct_id"]] = merge_trials(previous, trial) if previous else trial
+        self.trials[trial["nct_id"]] = merged = merge_trials(previous, trial) if previous else trial
+        if self.watcher:
+            self.watcher.trial(trial["nct_id"], merged)
 
     def delete(self, pmid: int) -> None:
         self.records.pop(str(pmid), None)
@@ -102,13 +117,16 @@ def merge_trials(old: dict, new: dict) -> dict:
     return merged
 
 
-def parse_bytes(data: bytes) -> pubmed.ParseResult:
-    """Parse one input whose format is recognised from its content."""
+def parse_bytes(data: bytes, on_record: Callable[[dict], None] | None = None) -> pubmed.ParseResult:
+    """Parse one input whose format is recognised from its content.
+
+    ``on_record``: called with each PubMed XML or MEDLINE record as soon as it is parsed.
+    """
     kind = exports.sniff_format(data)
     if kind == "xml":
-        return pubmed.parse_pubmed_xml(data)
+        return pubmed.parse_pubmed_xml(data, on_record)
     if kind == "medline":
-        return exports.parse_medline(data)
+        return exports.parse_medline(data, on_record)
     if kind == "ris":
         return exports.parse_ris(data)
     if kind == "europepmc":
@@ -153,7 +171,7 @@ def collect_file(collected: Collected, path: Path, label: str | None = None,
     if KIND_SOURCE.get(exports.sniff_format(data) or "", "pubmed") not in set(sources):
         return
     try:
-        result = parse_bytes(data)
+        result = parse_bytes(data, collected.parsed_record)
     except pubmed.ParseError as exc:
         partial = getattr(exc, "partial", None)
         kept = f"; {len(partial.records)} records before the fault were kept" if partial and partial.records else ""
@@ -175,13 +193,14 @@ def _collect_result(collected: Collected, result: pubmed.ParseResult, label: str
     collected.errors.extend(f"{label}: {e}" for e in result.errors)
 
 
-def collect_dir(directory: Path, progress: bool = False, sources: Iterable[str] = SOURCES) -> Collected:
+def collect_dir(directory: Path, progress: bool = False, sources: Iterable[str] = SOURCES,
+                collected: Collected | None = None) -> Collected:
     from tqdm import tqdm
 
     files = input_files(directory)
     if not files:
         raise BuildError(f"--from-dir {directory}: no PubMed XML, MEDLINE, RIS, Europe PMC or ClinicalTrials.gov files")
-    collected = Collected()
+    collected = collected or Collected()
     for path in tqdm(files, desc="Parsing files", unit="file", disable=not progress):
         collect_file(collected, path, str(path.relative_to(directory)), sources)
     return collected
@@ -317,7 +336,8 @@ def default_derivers() -> list:
     return [Tagging()]
 
 
-def write_fresh(db: sqlite_utils.Database, collected: Collected, derivers: list, progress: bool = False) -> int:
+def write_fresh(db: sqlite_utils.Database, collected: Collected, prederived: Prederiver,
+                progress: bool = False) -> int:
     """Bulk-write merged records, and what the derivers compute from them, into an empty schema."""
     from tqdm import tqdm
 
@@ -330,12 +350,13 @@ def write_fresh(db: sqlite_utils.Database, collected: Collected, derivers: list,
                 _insert_rows(db, name, rows)
                 rows.clear()
 
-    for deriver in derivers:
+    for deriver in prederived.derivers:
         deriver.prepare(db)
     items = list(collected.records.items())
+    prederived.prepare(items, list(collected.trials.items()))
     with db.atomic():
         for (study_id, record), derived in tqdm(
-            zip(items, derive_all(derivers, items), strict=True),
+            zip(items, prederived.results(items), strict=True),
             total=len(items), desc="Writing studies", unit="rec", disable=not progress,
         ):
             row = study_row(study_id, record)
@@ -362,22 +383,133 @@ def _derive_chunk(items: list[tuple[str, dict]]) -> list[list[tuple[dict, dict]]
     return [[d.derive(study_id, record) for d in _worker_derivers] for study_id, record in items]
 
 
-def derive_all(derivers: list, items: list[tuple[str, dict]]) -> Iterator[list[tuple[dict, dict]]]:
-    """Each deriver's output for each record, in order; spread over the CPU cores when worth it."""
-    workers = min(os.cpu_count() or 1, 4)
-    if not derivers or workers < 2 or len(items) < PARALLEL_THRESHOLD:
-        for study_id, record in items:
-            yield [d.derive(study_id, record) for d in derivers]
-        return
+def _tag_trial_chunk(items: list[tuple[str, dict]]) -> list[dict[str, list[str]]]:
+    vocab = load_vocabulary()
+    return [trial_tags(trial, vocab) for _, trial in items]
+
+
+def _fork_pool(derivers: list, workers: int):
     import multiprocessing
 
     global _worker_derivers
     _worker_derivers = derivers  # inherited by the forked workers, never pickled
-    chunk = max(50, len(items) // (workers * 8))
-    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for results in pool.imap(_derive_chunk, chunks):
-            yield from results
+    load_vocabulary()  # compiled once, here, rather than once per worker
+    # Freeze the parent's objects out of the collector first: a collection in a forked worker
+    # would otherwise touch (and so copy) every page of the records it inherited.
+    gc.freeze()
+    try:
+        return multiprocessing.get_context("fork").Pool(workers)
+    finally:
+        gc.unfreeze()
+
+
+def _workers() -> int:
+    return min(os.cpu_count() or 1, 4)
+
+
+class _Lane:
+    """Records of one kind sent to the workers in chunks; results looked up by key and record."""
+
+    CHUNK = 50
+
+    def __init__(self, work: Callable, inline: Callable):
+        self.work, self.inline = work, inline  # chunk function for workers; (key, record) -> result here
+        self.batch: list[tuple[str, dict]] = []
+        self.submitted: dict[str, tuple[dict, int, int]] = {}  # key -> (record, chunk, index in chunk)
+        self.chunks: list = []  # AsyncResult per chunk
+
+    def submit(self, pool) -> None:
+        if not self.batch:
+            return
+        for index, (key, record) in enumerate(self.batch):
+            self.submitted[key] = (record, len(self.chunks), index)
+        self.chunks.append(pool.apply_async(self.work, (self.batch,)))
+        self.batch = []
+
+    def known(self, key: str, record: dict) -> bool:
+        known = self.submitted.get(key)
+        return known is not None and known[0] is record
+
+    def result(self, key: str, record: dict):
+        if self.known(key, record):
+            chunk, index = self.submitted[key][1:]
+            return self.chunks[chunk].get()[index]
+        return self.inline(key, record)
+
+
+class Prederiver:
+    """Tags studies and trials in worker processes as soon as they are parsed, while parsing goes on.
+
+    Tagging costs more CPU than parsing; run side by side they share the cores instead of
+    queueing, and the main process never compiles the vocabulary. Workers start once a first
+    chunk is ready (small inputs never fork). A record merged again later is derived again:
+    a result is used only if it was derived from the very record being written.
+    """
+
+    def __init__(self, derivers: list):
+        self.derivers = derivers
+        self.enabled = bool(derivers) and _workers() >= 2
+        self.pool = None
+        self.studies = _Lane(_derive_chunk, lambda key, record: [d.derive(key, record) for d in derivers])
+        self.trials = _Lane(_tag_trial_chunk, lambda key, trial: trial_tags(trial, load_vocabulary()))
+
+    def study(self, key: str, record: dict) -> None:
+        """A study record just parsed."""
+        self._queue(self.studies, key, record)
+
+    def trial(self, key: str, trial: dict) -> None:
+        """A trial just collected."""
+        self._queue(self.trials, key, trial)
+
+    def _queue(self, lane: _Lane, key: str, record: dict) -> None:
+        if not self.enabled:
+            return
+        lane.batch.append((key, record))
+        if len(lane.batch) >= lane.CHUNK:
+            self._submit(lane)
+
+    def _submit(self, lane: _Lane) -> None:
+        if lane.batch and self.pool is None:
+            self.pool = _fork_pool(self.derivers, _workers())
+        lane.submit(self.pool)
+
+    def _send_missing(self, lane: _Lane, items: list[tuple[str, dict]]) -> None:
+        """Send what was not derived yet (merged since, or parsed in one go) to the workers, if worth it."""
+        missing = [(key, record) for key, record in items if not lane.known(key, record)]
+        lane.batch = []
+        if self.enabled and (self.pool is not None or len(missing) >= PARALLEL_THRESHOLD):
+            for start in range(0, len(missing), lane.CHUNK):
+                lane.batch = missing[start:start + lane.CHUNK]
+                self._submit(lane)
+
+    def prepare(self, studies: list[tuple[str, dict]], trials: list[tuple[str, dict]]) -> None:
+        """Everything still to derive goes to the workers now, studies first."""
+        self._send_missing(self.studies, studies)
+        if self.derivers:
+            self._send_missing(self.trials, trials)
+
+    def results(self, items: list[tuple[str, dict]]) -> Iterator[list[tuple[dict, dict]]]:
+        """Each deriver's output for each (key, study record), in order."""
+        for key, record in items:
+            yield self.studies.result(key, record)
+
+    def trial_tags(self, items: list[tuple[str, dict]]) -> list[dict[str, list[str]]] | None:
+        """Tags of each (key, trial), in order; None when the build derives nothing."""
+        if not self.derivers:
+            return None
+        return [self.trials.result(key, trial) for key, trial in items]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+    def __enter__(self) -> Prederiver:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _insert_rows(db: sqlite_utils.Database, table: str, rows: list[dict]) -> None:
@@ -402,20 +534,27 @@ def build(
     after_write: list[Hook] | None = None,
     progress: bool = False,
     derivers: list | None = None,
+    prederived: Prederiver | None = None,
 ) -> dict:
-    """Write a new kb.db from ``collected``, atomically replacing ``target``."""
+    """Write a new kb.db from ``collected``, atomically replacing ``target``.
+
+    ``prederived``: the Prederiver that watched ``collected`` being gathered (its derivers are used).
+    """
     derivers = default_derivers() if derivers is None else derivers
     if not collected.records and not collected.trials:
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
     started = _now()
     history = previous_runs(target)
-    with atomic_database(target, copy_existing=False) as db:
+    if prederived is not None:
+        derivers = prederived.derivers
+    with atomic_database(target, copy_existing=False) as db, prederived or Prederiver(derivers) as early:
         create_schema(db, fts=False)
         pause_point("schema")
-        written = write_fresh(db, collected, derivers, progress)
+        written = write_fresh(db, collected, early, progress)
         pause_point("written")
-        write_trials(db, collected.trials.values())
+        trials = list(collected.trials.items())
+        write_trials(db, [trial for _, trial in trials], early.trial_tags(trials), tagged=bool(derivers))
         link_studies_to_trials(db)
         create_fts(db)
         for hook in after_write or []:
@@ -426,6 +565,16 @@ def build(
         )
         optimise(db)
     return stats
+
+
+def build_from_dir(target: Path, directory: Path, sources: Iterable[str] = SOURCES, progress: bool = False,
+                   derivers: list | None = None) -> dict:
+    """Build kb.db from every file under ``directory``; studies are tagged while parsing goes on."""
+    sources = tuple(sources)
+    with Prederiver(default_derivers() if derivers is None else derivers) as early:
+        collected = collect_dir(directory, progress, sources, Collected(watcher=early))
+        return build(target, collected, ",".join(sources), "from-dir", inputs=collected.files, progress=progress,
+                     prederived=early)
 
 
 def import_into(
@@ -456,7 +605,7 @@ def import_into(
                 touched[study_id] = merged
             for pmid in collected.deleted:
                 deleted += int(delete_study(db, str(pmid)))
-        write_trials(db, collected.trials.values())
+        write_trials(db, collected.trials.values(), tagged=bool(derivers))
         link_studies_to_trials(db)
         for hook in after_write or []:
             hook(db, touched)

@@ -122,9 +122,7 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
     sources = sources or builder.SOURCES
     try:
         if from_dir is not None:
-            collected = builder.collect_dir(from_dir, progress=progress, sources=sources)
-            stats = builder.build(target, collected, ",".join(sources), "from-dir",
-                                  inputs=collected.files, progress=progress)
+            stats = builder.build_from_dir(target, from_dir, sources, progress)
         else:
             cache = PageCache(checkpoint_dir or target.resolve().parent / ".kb-checkpoint")
             if no_resume:

@@ -6,6 +6,7 @@ Pure functions: bytes in, record dicts (same shape as :mod:`ingest.pubmed`) out.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .pubmed import ParseResult, join_sections
 from .text import clean_ws, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date, parse_id
@@ -53,16 +54,19 @@ def _decode(data: bytes) -> str:
 # --------------------------------------------------------------------------- MEDLINE
 
 
-def parse_medline(data: bytes) -> ParseResult:
-    """Parse PubMed's MEDLINE text format: blank-line separated records of "TAG - value"."""
-    result = ParseResult()
+def parse_medline(data: bytes, on_record: Callable[[dict], None] | None = None) -> ParseResult:
+    """Parse PubMed's MEDLINE text format: blank-line separated records of "TAG - value".
+
+    ``on_record`` is called with each record as soon as it is parsed.
+    """
+    result = ParseResult(on_record=on_record)
     for number, fields in enumerate(_medline_records(_decode(data)), 1):
         try:
             record = medline_record(fields)
         except ValueError as exc:
             result.errors.append(f"record {number}: {exc}")
             continue
-        result.records.append(record)
+        result.add(record)
     return result
 
 

@@ -11,7 +11,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -47,6 +47,13 @@ class ParseResult:
     deleted: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     trials: list[dict] = field(default_factory=list)  # ClinicalTrials.gov pages only
+    # Called with each record as soon as it is parsed (the build starts tagging it meanwhile).
+    on_record: Callable[[dict], None] | None = field(default=None, repr=False, compare=False)
+
+    def add(self, record: dict) -> None:
+        self.records.append(record)
+        if self.on_record:
+            self.on_record(record)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -57,14 +64,15 @@ def _xml_parser_kwargs() -> dict:
     return {"resolve_entities": False, "no_network": True, "huge_tree": True, "load_dtd": False}
 
 
-def parse_pubmed_xml(data: bytes) -> ParseResult:
+def parse_pubmed_xml(data: bytes, on_record: Callable[[dict], None] | None = None) -> ParseResult:
     """Parse a PubmedArticleSet (efetch output or a baseline/update file).
 
     Returns every PubmedArticle as a dict and every DeleteCitation PMID. A record that
     cannot be understood is reported in ``errors`` and the rest still parse. Malformed XML
     raises :class:`ParseError` carrying the records parsed before the fault.
+    ``on_record`` is called with each record as soon as it is parsed.
     """
-    result = ParseResult()
+    result = ParseResult(on_record=on_record)
     events = etree.iterparse(
         io.BytesIO(data),
         events=("end",),
@@ -75,7 +83,7 @@ def parse_pubmed_xml(data: bytes) -> ParseResult:
         for _, el in events:
             if el.tag == "PubmedArticle":
                 try:
-                    result.records.append(parse_article(el))
+                    result.add(parse_article(el))
                 except (ValueError, TypeError) as exc:
                     result.errors.append(f"skipped a PubmedArticle: {exc}")
             elif el.tag == "DeleteCitation":

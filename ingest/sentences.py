@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 # Abbreviations whose full stop does not end a sentence.
 _ABBREVIATIONS = (
@@ -37,6 +38,11 @@ class Sentence:
     section: str | None  # the abstract's own label ("RESULTS"), "TITLE", or None
     section_kind: str  # title | background | methods | results | conclusions | abstract
     index: int  # position within the study (title is 0 when present)
+
+    @cached_property
+    def lower(self) -> str:
+        """The text lower-cased, for rules written in lower case (case-insensitive regexes are slow)."""
+        return self.text.lower()
 
 
 def split_sentences(text: str) -> list[str]:

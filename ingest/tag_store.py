@@ -7,7 +7,7 @@ import json
 import sqlite_utils
 
 from .schema import TAG_COLUMNS
-from .tagger import KINDS, TagResult, Vocabulary, load_vocabulary, tag_record
+from .tagger import KINDS, TagResult, Vocabulary, load_vocabulary, read_vocabulary, tag_record
 
 
 def write_vocabulary(db: sqlite_utils.Database, vocab: Vocabulary) -> None:
@@ -52,13 +52,23 @@ def tag_columns(result: TagResult) -> dict:
 
 
 class Tagging:
-    """Deriver for builds and imports: tags and sample size of each study written."""
+    """Deriver for builds and imports: tags and sample size of each study written.
+
+    The patterns are compiled on first use: in a build, that is in the worker processes,
+    while the main process goes on parsing.
+    """
 
     def __init__(self, vocab: Vocabulary | None = None):
-        self.vocab = vocab or load_vocabulary()
+        self._vocab = vocab
+
+    @property
+    def vocab(self) -> Vocabulary:
+        if self._vocab is None:
+            self._vocab = load_vocabulary()
+        return self._vocab
 
     def prepare(self, db: sqlite_utils.Database) -> None:
-        write_vocabulary(db, self.vocab)
+        write_vocabulary(db, self._vocab or read_vocabulary())
 
     def derive(self, study_id: str, record: dict) -> tuple[dict, dict[str, list[dict]]]:
         result = tag_record(record, self.vocab)

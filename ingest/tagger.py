@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,9 +52,10 @@ class Vocabulary:
     tags: dict[str, TagDef]
     mesh_index: dict[str, list[str]] = field(default_factory=dict)
     anchor_index: dict[str, list[str]] = field(default_factory=dict)  # anchor -> tag ids
-    anchor_automaton: object = None  # Aho-Corasick automaton over every anchor
     case_anchor_index: dict[str, list[str]] = field(default_factory=dict)  # same, case-sensitive patterns
-    case_automaton: object = None
+    # Aho-Corasick automaton over every anchor (case-sensitive ones lower-cased, their regex run
+    # on the original text).
+    anchor_automaton: object = None
     unanchored: list[str] = field(default_factory=list)  # tags whose patterns have no literal start
     pubtype_index: dict[str, list[str]] = field(default_factory=dict)
 
@@ -76,42 +78,90 @@ def _compile(patterns: list[str], tag_id: str, flags: int = 0) -> re.Pattern | N
         raise VocabularyError(f"tag {tag_id}: bad pattern ({exc})") from exc
 
 
-def _leading_literals(items) -> set[str] | None:
-    """Literal prefixes one of which every match of a parsed pattern must start with (None: unknown)."""
+MAX_ANCHORS_PER_PATTERN = 64
+
+
+def _leading_literals(items) -> tuple[set[str], bool] | None:
+    """Literal prefixes one of which every match of a parsed pattern must start with.
+
+    Returns (prefixes, complete): ``complete`` when the prefixes are the whole pattern, so
+    what follows it can lengthen them ("treatment[- ]resist" gives "treatment-resist" and
+    "treatment resist"). None when nothing is known.
+    """
     from re import _constants as c  # the parser's opcodes; stable across 3.11+
 
-    prefix = ""
+    prefixes = {""}
     for op, arg in items:
-        if op in (c.ASSERT, c.ASSERT_NOT, c.AT) and not prefix:
+        if op in (c.ASSERT, c.ASSERT_NOT, c.AT) and prefixes == {""}:
             continue
         if op is c.LITERAL:
-            prefix += chr(arg)
-            continue
-        if op is c.SUBPATTERN:
-            found = _leading_literals(arg[-1])
-        elif op is c.BRANCH:
-            found = set()
-            for branch in arg[1]:
-                more = _leading_literals(branch)
-                if not more:
-                    found = None
-                    break
-                found |= more
+            more, complete = {chr(arg)}, True
+        elif op is c.IN and len(arg) <= 4 and all(o is c.LITERAL for o, _ in arg):
+            more, complete = {chr(a) for _, a in arg}, True  # a small class: [- ]
+        elif op is c.SUBPATTERN or op is c.BRANCH:
+            found = _leading_literals(arg[-1]) if op is c.SUBPATTERN else _branch_literals(arg[1])
+            if found is None:
+                break
+            more, complete = found
         else:
             break
-        # A group after a literal run ("re(?:sistant|fractory)") lengthens the prefixes.
-        if found:
-            return {prefix + f for f in found}
-        break
-    return {prefix} if len(prefix) >= 2 else None
+        combined = {p + m for p in prefixes for m in more}
+        if len(combined) > MAX_ANCHORS_PER_PATTERN:
+            break
+        prefixes = combined
+        if not complete:
+            return prefixes, False
+    else:
+        return prefixes, True
+    return (prefixes, False) if prefixes != {""} else None
 
 
-def _automaton(anchors) -> object:
+def _branch_literals(branches) -> tuple[set[str], bool] | None:
+    found, complete = set(), True
+    for branch in branches:
+        more = _leading_literals(branch)
+        if more is None:
+            return None
+        found |= more[0]
+        complete = complete and more[1]
+    return found, complete
+
+
+# Anchors are searched in a "keyed" copy of the text where every character that can end a word
+# (anything but a letter, digit, "-" or "_") is NUL, and each anchor is keyed with a leading NUL:
+# an anchor is then reported only where it starts a word, and offsets stay those of the text.
+_ASCII_WORD_BREAKS = bytes(c if chr(c).isalnum() or chr(c) in "-_" else 0 for c in range(256))
+_NON_ASCII_WORD = re.compile(r"(?:(?![\x00-\x7f])\w)+")
+
+
+def keyed(text: str) -> str:
+    """The text as the anchor automata search it: word breaks as NUL, one NUL in front."""
+    # bytes.translate is far faster than str.translate or re.sub; a non-ASCII character
+    # becomes "?" (a break) and is put back where it is a letter or digit.
+    ascii_keyed = text.encode("ascii", "replace").translate(_ASCII_WORD_BREAKS).decode("ascii")
+    if text.isascii():
+        return "\0" + ascii_keyed
+    parts, last = ["\0"], 0
+    for m in _NON_ASCII_WORD.finditer(text):
+        parts += [ascii_keyed[last:m.start()], m.group()]
+        last = m.end()
+    parts.append(ascii_keyed[last:])
+    return "".join(parts)
+
+
+def _automaton(payloads: dict[str, list]) -> object:
+    """Aho-Corasick over anchors; each hit yields (end, (key length, payload)).
+
+    Anchors that key alike ("(2r" and "[2r") share one entry: their payload lists are joined.
+    """
     import ahocorasick
 
     automaton = ahocorasick.Automaton()
-    for anchor in anchors:
-        automaton.add_word(anchor, anchor)
+    merged: dict[str, list] = {}
+    for anchor, payload in payloads.items():
+        merged.setdefault(keyed(anchor), []).append(payload)
+    for key, items in merged.items():
+        automaton.add_word(key, (len(key), tuple(x for item in items for x in item)))
     automaton.make_automaton()
     return automaton
 
@@ -123,9 +173,9 @@ def anchors_for(patterns: list[str]) -> tuple[str, ...] | None:
     out: set[str] = set()
     for pattern in patterns:
         found = _leading_literals(list(_parser.parse(pattern)))
-        if not found:
+        if found is None or min(len(p) for p in found[0]) < 2:
             return None
-        out |= found
+        out |= found[0]
     return tuple(sorted(out))
 
 
@@ -134,12 +184,27 @@ def _left_boundary(text: str, start: int) -> bool:
 
 
 def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
-    """Read and validate a vocabulary file; patterns are compiled once."""
-    return _load(str(path or VOCABULARY_PATH))
+    """Read and validate a vocabulary file; patterns are compiled once (per version of the file)."""
+    return _load(*_file_version(path))
+
+
+def read_vocabulary(path: Path | str | None = None) -> Vocabulary:
+    """The vocabulary's tags and kinds without compiling its patterns (enough to list the tags)."""
+    return _read(*_file_version(path))
+
+
+def _file_version(path: Path | str | None) -> tuple[str, int, int]:
+    """A cache key that changes when the file does."""
+    path = str(path or VOCABULARY_PATH)
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise VocabularyError(f"{path}: cannot read the vocabulary ({exc.strerror})") from exc
+    return path, stat.st_mtime_ns, stat.st_size
 
 
 @functools.lru_cache(maxsize=4)
-def _load(path: str) -> Vocabulary:
+def _read(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ten times faster
     data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)
     kinds = data.get("kinds") or {}
@@ -154,11 +219,18 @@ def _load(path: str) -> Vocabulary:
             raise VocabularyError(f"tag {tag.id}: unknown kind {tag.kind!r}")
         if tag.id in tags:
             raise VocabularyError(f"tag {tag.id}: defined twice")
+        tags[tag.id] = tag
+    return Vocabulary(kinds=kinds, tags=tags)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
+    vocab = _read(path, mtime_ns, size)
+    tags = vocab.tags
+    for tag in tags.values():
         tag.regex = _compile([p.lower() for p in tag.patterns], tag.id)
         tag.case_regex = _compile(tag.case_patterns, tag.id)
         tag.anchors = anchors_for([p.lower() for p in tag.patterns])
-        tags[tag.id] = tag
-    vocab = Vocabulary(kinds=kinds, tags=tags)
     for tag in tags.values():
         if tag.regex is not None and tag.anchors is None:
             vocab.unanchored.append(tag.id)
@@ -170,7 +242,6 @@ def _load(path: str) -> Vocabulary:
                     vocab.mesh_index.setdefault(key.lower(), []).append(tag.id)
         for pubtype in tag.pubtypes:
             vocab.pubtype_index.setdefault(pubtype.lower(), []).append(tag.id)
-    vocab.anchor_automaton = _automaton(vocab.anchor_index)
     for tag in tags.values():
         if tag.case_patterns:
             anchors = anchors_for(tag.case_patterns)
@@ -178,7 +249,14 @@ def _load(path: str) -> Vocabulary:
                 raise VocabularyError(f"tag {tag.id}: case_patterns must start with a literal")
             for anchor in anchors:
                 vocab.case_anchor_index.setdefault(anchor, []).append(tag.id)
-    vocab.case_automaton = _automaton(vocab.case_anchor_index)
+    entries: dict[str, list] = {}
+    for anchor, ids in vocab.anchor_index.items():
+        entries.setdefault(anchor, []).extend((t, tags[t].regex.match, False) for t in ids)
+    for anchor, ids in vocab.case_anchor_index.items():
+        entries.setdefault(anchor.lower(), []).extend((t, tags[t].case_regex.match, True) for t in ids)
+    for anchor, cue_entries in _cue_entries().items():
+        entries.setdefault(anchor, []).extend(cue_entries)
+    vocab.anchor_automaton = _automaton(entries)
     return vocab
 
 
@@ -204,7 +282,7 @@ _REDUCED = re.compile(
     r"protect\w* against|improv\w*|relie\w*|ameliorat\w*|inhibit\w*)\b",
 
 )
-# These run on lower-cased text; the left word boundary is checked in Python (a leading \b
+# These run on lower-cased text; the left word boundary comes from the anchor automaton (a leading \b
 # would stop `re` from skipping ahead quickly).
 # Where a clause ends: a negation or reduction never reaches across one.
 _BREAK = re.compile(r"(?:but|however|although|though|except|whereas|while|yet)\b")
@@ -213,16 +291,20 @@ PRE_WINDOW, POST_WINDOW, REDUCED_WINDOW = 90, 60, 60
 
 @dataclass
 class Cues:
-    """Negation and reduction triggers of one sentence, found once and shared by its mentions."""
+    """Negation and reduction triggers of one text, found once and shared by its mentions."""
 
+    text: str  # the text searched (lower-cased), for clause-break checks
     pre: list[int]  # end offsets of pre-negation triggers
     post: list[int]  # start offsets of post-negation triggers
     reduced: list[int]  # end offsets of reduction triggers
-    breaks: list[int]  # offsets of clause breaks
+    breaks: list[int]  # offsets of clause-break words ("but", "however")
 
     def _clear(self, a: int, b: int) -> bool:
+        """No clause break between offsets a and b (punctuation is looked up only when needed)."""
         i = bisect.bisect_left(self.breaks, a)
-        return i == len(self.breaks) or self.breaks[i] >= b
+        if i < len(self.breaks) and self.breaks[i] < b:
+            return False
+        return _PUNCTUATION_BREAK.search(self.text, a, b) is None
 
     def negated(self, start: int, end: int) -> bool:
         if any(p <= start and start - p <= PRE_WINDOW and self._clear(p, start) for p in self.pre):
@@ -233,61 +315,60 @@ class Cues:
         return any(r <= start and start - r <= REDUCED_WINDOW and self._clear(r, start) for r in self.reduced)
 
 
-class LiteralFinder:
-    """All word-bounded matches of a regex whose alternatives start with literals.
+_PUNCTUATION_BREAK = re.compile(r"[.;:\n]")  # a newline separates the sentences of a record
 
-    One Aho-Corasick pass finds where an alternative's literal start occurs; the regex is
-    tried only there. Much faster than ``finditer`` for long alternations.
-    """
+# Negation cues are found in the same Aho-Corasick pass as the vocabulary: an automaton entry
+# whose target is one of these ints records a cue instead of a tag (field order of Cues).
+CUE_PRE, CUE_POST, CUE_REDUCED, CUE_BREAK = range(4)
 
-    def __init__(self, regex: re.Pattern):
-        self.regex = regex
+
+def _cue_entries() -> dict[str, list]:
+    entries: dict[str, list] = {}
+    for cue, regex in ((CUE_PRE, _PRE_NEGATION), (CUE_POST, _POST_NEGATION), (CUE_REDUCED, _REDUCED),
+                       (CUE_BREAK, _BREAK)):
         anchors = anchors_for([regex.pattern])
         if not anchors:
             raise VocabularyError(f"no literal start in {regex.pattern[:40]!r}")
-        self.automaton = _automaton(anchors)
-
-    def finditer(self, text: str):
-        last = -1
-        for end, anchor in self.automaton.iter(text):
-            position = end - len(anchor) + 1
-            if position == last or not _left_boundary(text, position):
-                continue
-            m = self.regex.match(text, position)
-            if m:
-                last = position
-                yield m
+        for anchor in anchors:
+            entries.setdefault(anchor, []).append((cue, regex.match, False))
+    return entries
 
 
-_FINDERS: dict[str, LiteralFinder] = {}
+@functools.lru_cache(maxsize=1)
+def _cue_automaton() -> object:
+    return _automaton(_cue_entries())
 
 
-def _finder(name: str) -> LiteralFinder:
-    if name not in _FINDERS:
-        _FINDERS[name] = LiteralFinder(globals()[name])
-    return _FINDERS[name]
+def _scan(automaton, text: str, lowered: str, key_text: str) -> tuple[list[tuple[str, int, int]], Cues]:
+    """One Aho-Corasick pass: (tag id, start, end) of every anchored tag match, and the cues.
 
-
-_PUNCTUATION_BREAK = re.compile(r"[.;:]")
-
-
-def sentence_cues(text: str, lowered: str | None = None) -> Cues:
-    """Negation, reduction and clause-break positions in a text (offsets are the text's own).
-
-    ``lowered``: the text already lower-cased by the caller, with the same offsets.
+    Each anchor hit is a word start where one of its entries' regexes may match: lower-case
+    patterns are tried on the lower-cased text, case-sensitive acronyms on the original.
     """
-    if lowered is None:
-        lowered = text.lower()
-        if len(lowered) != len(text):
-            lowered = text
-    breaks = [m.start() for m in _finder("_BREAK").finditer(lowered)]
-    breaks += [m.start() for m in _PUNCTUATION_BREAK.finditer(lowered)]
-    return Cues(
-        pre=[m.end() for m in _finder("_PRE_NEGATION").finditer(lowered)],
-        post=[m.start() for m in _finder("_POST_NEGATION").finditer(lowered)],
-        reduced=[m.end() for m in _finder("_REDUCED").finditer(lowered)],
-        breaks=sorted(breaks),
-    )
+    seen: set[tuple[str, int]] = set()
+    found = []
+    cues: tuple[list[int], ...] = ([], [], [], [])
+    for end, (length, payload) in automaton.iter(key_text):
+        position = end - length + 1
+        for target, match, original in payload:
+            m = match(text if original else lowered, position)
+            if m is None:
+                continue
+            if target.__class__ is int:
+                cues[target].append(m.end() if target in (CUE_PRE, CUE_REDUCED) else position)
+            elif (target, position) not in seen:
+                seen.add((target, position))
+                found.append((target, position, m.end()))
+    cues[CUE_BREAK].sort()
+    return found, Cues(lowered, *cues)
+
+
+def sentence_cues(text: str) -> Cues:
+    """Negation, reduction and clause-break positions in a text (offsets are the text's own)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = text
+    return _scan(_cue_automaton(), lowered, lowered, keyed(lowered))[1]
 
 
 def is_negated(sentence: str, start: int, end: int) -> bool:
@@ -348,14 +429,11 @@ def find_mentions(sentences: list[Sentence], vocab: Vocabulary) -> list[Mention]
     lowered = text.lower()
     if len(lowered) != len(text):
         # Rare: lower() changed the length (e.g. dotted capital I); search case-insensitively instead.
-        lowered = None
-    found: list[tuple[str, int, int]] = []
-    for tag_id, start, end in _matches(vocab, text, lowered):
-        found.append((tag_id, start, end))
+        found, cues = _slow_matches(vocab, text), sentence_cues(text)
+    else:
+        # Cues are found once over the whole text (the newline between sentences is a clause break).
+        found, cues = _matches(vocab, text, lowered)
     mentions: list[Mention] = []
-    # Cues are found once over the whole text; the newline between sentences is a clause break.
-    cues = sentence_cues(text, text if lowered is None else lowered)
-    cues.breaks = sorted(cues.breaks + starts[1:])
     for tag_id, start, end in found:
         i = bisect.bisect_right(starts, start) - 1
         mentions.append(Mention(tag_id, sentences[i], start - starts[i], end - starts[i],
@@ -363,43 +441,34 @@ def find_mentions(sentences: list[Sentence], vocab: Vocabulary) -> list[Mention]
     return mentions
 
 
-def _matches(vocab: Vocabulary, text: str, lowered: str | None):
-    """(tag id, start, end) of every pattern match, word-bounded on the left.
+def _matches(vocab: Vocabulary, text: str, lowered: str) -> tuple[list[tuple[str, int, int]], Cues]:
+    """(tag id, start, end) of every pattern match, word-bounded on the left, and the text's cues.
 
     Every anchored pattern must begin with one of its tag's anchors, so instead of scanning
-    the text once per tag, one Aho-Corasick pass finds every anchor occurrence and only
-    those tags' patterns are tried, only there (a second automaton does the same for the
-    case-sensitive acronyms). Tags without anchors are scanned with their regex.
+    the text once per tag, one Aho-Corasick pass finds every anchor starting a word and only
+    those tags' patterns are tried, only there. Tags without anchors are scanned with their regex.
     """
-    seen: set[tuple[str, int]] = set()
-    if lowered is None:
-        for tag in vocab.tags.values():
-            for regex in (tag.slow_regex, tag.case_regex):
-                for m in regex.finditer(text) if regex else ():
-                    if _left_boundary(text, m.start()) and (tag.id, m.start()) not in seen:
-                        seen.add((tag.id, m.start()))
-                        yield tag.id, m.start(), m.end()
-        return
-    for automaton, index, haystack, kind in (
-        (vocab.anchor_automaton, vocab.anchor_index, lowered, "regex"),
-        (vocab.case_automaton, vocab.case_anchor_index, text, "case_regex"),
-    ):
-        for end, anchor in automaton.iter(haystack) if index else ():
-            position = end - len(anchor) + 1
-            if not _left_boundary(haystack, position):
-                continue
-            for tag_id in index[anchor]:
-                if (tag_id, position) in seen:
-                    continue
-                m = getattr(vocab.tags[tag_id], kind).match(haystack, position)
-                if m:
-                    seen.add((tag_id, position))
-                    yield tag_id, m.start(), m.end()
+    found, cues = _scan(vocab.anchor_automaton, text, lowered, keyed(lowered))
+    seen = {(tag_id, start) for tag_id, start, _ in found} if vocab.unanchored else set()
     for tag_id in vocab.unanchored:
         for m in vocab.tags[tag_id].regex.finditer(lowered):
             if _left_boundary(lowered, m.start()) and (tag_id, m.start()) not in seen:
                 seen.add((tag_id, m.start()))
-                yield tag_id, m.start(), m.end()
+                found.append((tag_id, m.start(), m.end()))
+    return found, cues
+
+
+def _slow_matches(vocab: Vocabulary, text: str) -> list[tuple[str, int, int]]:
+    """Every match found case-insensitively, tag by tag (for texts whose lower() changes offsets)."""
+    seen: set[tuple[str, int]] = set()
+    found = []
+    for tag in vocab.tags.values():
+        for regex in (tag.slow_regex, tag.case_regex):
+            for m in regex.finditer(text) if regex else ():
+                if _left_boundary(text, m.start()) and (tag.id, m.start()) not in seen:
+                    seen.add((tag.id, m.start()))
+                    found.append((tag.id, m.start(), m.end()))
+    return found
 
 
 def _structured_evidence(record: dict, vocab: Vocabulary) -> list[Evidence]:
@@ -424,44 +493,51 @@ def _text_evidence(m: Mention, vocab: Vocabulary) -> Evidence:
                     m.negated, m.sentence.index)
 
 
+# The rule regexes below run on lower-cased sentences (Sentence.lower): written in lower case,
+# compiled without re.IGNORECASE, which makes `re` several times slower.
 # Sentences that describe how effects were measured, or what is generally known, or an
 # association, do not report an effect observed in the study.
 _MEASUREMENT = re.compile(
     r"\b(?:assessed|measured|evaluated|rated|monitored|recorded|quantified|captured) (?:using|with|by|via)\b|"
     r"\b(?:using|with) the [^.]{0,60}(?:scale|inventory|questionnaire|checklist)\b|"
     r"\boutcomes? (?:include|included|were|was|is|are)\b",
-    re.IGNORECASE,
 )
 _GENERAL = re.compile(
     r"\b(?:is|are) known\b|\bhas been (?:associated|linked|reported)|\bhave been (?:reported|associated|linked)|"
     r"\b(?:may|can|could) (?:cause|induce|lead)|\blimits? (?:its|their) (?:use|utility)|"
     r"\bconcerns? (?:about|over|regarding)|"
     r"\bdespite\b|\bknown (?:for|to)\b",
-    re.IGNORECASE,
 )
 _ASSOCIATION_BETWEEN = re.compile(
-    r"\b(?:associat\w*|correlat\w*|relationship|link)\b[^.;]{0,40}\bbetween\b", re.IGNORECASE)
+    r"\b(?:associat\w*|correlat\w*|relationship|link)\b[^.;]{0,40}\bbetween\b")
 
 
 def _overlaps(mention: Mention, spans: set[tuple[int, int, int]]) -> bool:
     return any(i == mention.sentence.index and s < mention.end and mention.start < e for i, s, e in spans)
 
 
-def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]]) -> bool:
+def _sentence_rule(rule: re.Pattern, sentence: Sentence, memo: dict) -> bool:
+    """Whether ``rule`` matches the sentence, computed once per sentence and rule."""
+    key = (rule.pattern, sentence.index)
+    if key not in memo:
+        memo[key] = rule.search(sentence.lower) is not None
+    return memo[key]
+
+
+def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]], memo: dict) -> bool:
     """Whether a (non-negated) text mention is evidence the study itself is about the tag."""
     where = mention.sentence.section_kind
     if kind in ("mechanism", "population"):
         return True
     if kind == "side_effect":
-        text = mention.sentence.text
         if where in ("background", "methods") or mention.reduced:
             return False
-        if _MEASUREMENT.search(text) or _GENERAL.search(text):
+        if _sentence_rule(_MEASUREMENT, mention.sentence, memo) or _sentence_rule(_GENERAL, mention.sentence, memo):
             return False
         # The same words already name an indication ("cluster headache", "cognitive decline").
         return not _overlaps(mention, claimed)
     if kind == "indication" and where != "title" and (
-            _MEASUREMENT.search(mention.sentence.text) or _COMORBID.search(mention.sentence.text)):
+            _sentence_rule(_MEASUREMENT, mention.sentence, memo) or _COMORBID.search(mention.sentence.lower)):
         # "assessed with the Edinburgh Postnatal Depression Scale", "comorbid PTSD": not the indication.
         return False
     if kind == "design" and where == "background":
@@ -470,12 +546,15 @@ def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]]) -> 
     return where != "background"
 
 
-_COMORBID = re.compile(r"\bco-?morbid", re.I)
+_COMORBID = re.compile(r"\bco-?morbid")
 _OBJECTIVE_LABEL = re.compile(r"\s*(?:OBJECTIVES?|AIMS?|PURPOSE|GOALS?)\b", re.I)
 
 
-def tag_record(record: dict, vocab: Vocabulary | None = None) -> TagResult:
-    """All tags of one study, each with the sentences (or MeSH / publication type) behind it."""
+def tag_record(record: dict, vocab: Vocabulary | None = None, sample_size: bool = True) -> TagResult:
+    """All tags of one study, each with the sentences (or MeSH / publication type) behind it.
+
+    ``sample_size=False`` skips the sample size (trials have their enrolment).
+    """
     vocab = vocab or load_vocabulary()
     sentences = record_sentences(record)
     mentions = find_mentions(sentences, vocab)
@@ -486,6 +565,7 @@ def tag_record(record: dict, vocab: Vocabulary | None = None) -> TagResult:
     for ev in structured:
         supported.setdefault(ev.tag_id, []).append(ev)
     claimed = {(m.sentence.index, m.start, m.end) for m in mentions if vocab.tags[m.tag_id].kind == "indication"}
+    memo: dict = {}  # rule checks per sentence, shared by the sentence's mentions
     for m in mentions:
         kind = vocab.tags[m.tag_id].kind
         if m.negated:
@@ -493,9 +573,9 @@ def tag_record(record: dict, vocab: Vocabulary | None = None) -> TagResult:
             if kind == "side_effect" and _overlaps(m, claimed):
                 continue
             if kind != "side_effect" or (m.sentence.section_kind not in ("background", "methods")
-                                         and not _ASSOCIATION_BETWEEN.search(m.sentence.text)):
+                                         and not _ASSOCIATION_BETWEEN.search(m.sentence.lower)):
                 negated_only.setdefault(m.tag_id, []).append(_text_evidence(m, vocab))
-        elif _counts(m, kind, claimed):
+        elif _counts(m, kind, claimed, memo):
             supported.setdefault(m.tag_id, []).append(_text_evidence(m, vocab))
 
     present = _resolve(record, supported, mentions, vocab)
@@ -514,7 +594,10 @@ def tag_record(record: dict, vocab: Vocabulary | None = None) -> TagResult:
             evidence.extend(_best(rows))
     # Reviews, guidelines and laboratory studies have no participants of their own.
     secondary = {"narrative_review", "systematic_review", "meta_analysis", "guideline", "animal", "in_vitro"}
-    size, size_sentence = (None, None) if secondary & set(tags["design"]) else extract_sample_size(sentences)
+    if not sample_size or secondary & set(tags["design"]):
+        size, size_sentence = None, None
+    else:
+        size, size_sentence = extract_sample_size(sentences)
     return TagResult(tags, absent, evidence, size, size_sentence, sentences)
 
 
@@ -667,22 +750,21 @@ _NUMBER_WORDS = {
 _NUM = r"(\d{1,3}(?:,\d{3})+|\d+|" + "|".join(_NUMBER_WORDS) + r")"
 _PEOPLE = (r"(?:[\w-]+\s+){0,4}?(?:patients|participants|subjects|adults|individuals|women|men|veterans|children|"
            r"adolescents|volunteers|people|persons|mothers|parturients|outpatients|inpatients|cases|youths?)")
-_SIZE_PATTERNS = [
-    re.compile(r"\b(?:randomi[sz]ed|enrolled|included|recruited|allocated|assigned)\s+" + _NUM + r"\s+" + _PEOPLE,
-               re.I),
+_SIZE_PATTERNS = [  # run on Sentence.lower
+    re.compile(r"\b(?:randomi[sz]ed|enrolled|included|recruited|allocated|assigned)\s+" + _NUM + r"\s+" + _PEOPLE),
     re.compile(r"\b" + _NUM + r"\s+" + _PEOPLE + r"(?:\s+(?:with|from|who|aged|diagnosed)\b[^,.;]{0,60}?)?"
                r"\s+(?:were|was)\s+(?:randomi[sz]ed|enrolled|included|recruited|"
-               r"randomly|allocated|assigned|treated|studied)", re.I),
-    re.compile(r"\b(?:a total of|total of|overall,?)\s+" + _NUM + r"\s+" + _PEOPLE, re.I),
-    re.compile(r"\(\s*n\s*=\s*(\d{1,3}(?:,\d{3})+|\d+)\s*\)", re.I),
-    re.compile(r"^" + _NUM + r"\s+" + _PEOPLE, re.I),
-    re.compile(r"\b(?:among|in|of)\s+" + _NUM + r"\s+" + _PEOPLE, re.I),
+               r"randomly|allocated|assigned|treated|studied)"),
+    re.compile(r"\b(?:a total of|total of|overall,?)\s+" + _NUM + r"\s+" + _PEOPLE),
+    re.compile(r"\(\s*n\s*=\s*(\d{1,3}(?:,\d{3})+|\d+)\s*\)"),
+    re.compile(r"^" + _NUM + r"\s+" + _PEOPLE),
+    re.compile(r"\b(?:among|in|of)\s+" + _NUM + r"\s+" + _PEOPLE),
 ]
 
 
 # Cheap pre-check: a sentence stating a sample size names people (or "n =").
 _SIZE_HINT = re.compile(r"patient|participant|subject|adult|individual|women|men\b|veteran|child|adolescent|"
-                        r"volunteer|people|person|mother|parturient|case|youth|n ?=", re.I)
+                        r"volunteer|people|person|mother|parturient|case|youth|n ?=")
 
 
 def _to_int(token: str) -> int | None:
@@ -696,11 +778,11 @@ def _to_int(token: str) -> int | None:
 
 def extract_sample_size(sentences: list[Sentence]) -> tuple[int | None, str | None]:
     """Participants randomised / enrolled, where the abstract states it."""
-    candidates = [s for s in sentences if s.section_kind not in ("title", "background") and _SIZE_HINT.search(s.text)]
+    candidates = [s for s in sentences if s.section_kind not in ("title", "background") and _SIZE_HINT.search(s.lower)]
     for pattern_rank, pattern in enumerate(_SIZE_PATTERNS):
         best: tuple[int, str] | None = None
         for sentence in candidates:
-            for match in pattern.finditer(sentence.text):
+            for match in pattern.finditer(sentence.lower):
                 value = _to_int(match.group(1))
                 if value is None or value < 1 or value > 5_000_000:
                     continue

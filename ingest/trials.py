@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import sqlite_utils
 
 from .schema import TRIALS
-from .tagger import load_vocabulary, tag_record
+from .tagger import Vocabulary, load_vocabulary, tag_record
 from .text import nct_ids_in
 
 LINK_METHODS = ("databank", "abstract", "trial_reference")
@@ -59,13 +59,23 @@ def trial_row(trial: dict, tags: dict[str, list[str]]) -> dict:
     return {k: row.get(k) for k in TRIALS}
 
 
-def write_trials(db: sqlite_utils.Database, trials: Iterable[dict]) -> int:
-    """Insert or replace every trial, tagged with indications, drugs and routes."""
-    vocab = load_vocabulary()
-    rows = []
-    for trial in trials:
-        tags = tag_record(trial_as_record(trial), vocab).tags
-        rows.append(trial_row(trial, tags))
+def trial_tags(trial: dict, vocab: Vocabulary) -> dict[str, list[str]]:
+    """A trial's tags (the trials table keeps its indications, drugs and routes)."""
+    return tag_record(trial_as_record(trial), vocab, sample_size=False).tags
+
+
+def write_trials(db: sqlite_utils.Database, trials: Iterable[dict], tags: list[dict] | None = None,
+                 tagged: bool = True) -> int:
+    """Insert or replace every trial, with its indications, drugs and routes.
+
+    ``tags``: each trial's tags, in order, if already computed; else they are computed here
+    (unless not ``tagged``).
+    """
+    trials = list(trials)
+    if tags is None:
+        vocab = load_vocabulary() if tagged else None
+        tags = [trial_tags(trial, vocab) if vocab else {} for trial in trials]
+    rows = [trial_row(trial, its_tags) for trial, its_tags in zip(trials, tags, strict=True)]
     if rows:
         with db.atomic():
             db["trials"].insert_all(rows, pk="nct_id", replace=True)

@@ -285,3 +285,39 @@ def test_unreadable_database_is_refused_by_import(tmp_path, fixtures):
     assert digest(target) == before
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(target).execute("select 1 from sqlite_master").fetchone()
+
+
+def _medline(pmid: int, abstract: str) -> str:
+    return (f"PMID- {pmid}\nDP  - 2024 Jan\nTI  - Ketamine study number {pmid}\n"
+            f"AB  - {abstract}\nPT  - Journal Article\n\n")
+
+
+def test_tags_computed_while_parsing_are_those_of_the_merged_record(tmp_path, monkeypatch):
+    # Enough studies for the worker processes to start while the files are being parsed; study 7
+    # comes again in a later file with a longer abstract: the merged record, not the first
+    # copy the workers tagged, must decide its tags.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    plain = "We randomized adults with depression to ketamine or placebo. Nausea was common."
+    (folder / "a.nbib").write_text("".join(_medline(n, plain) for n in range(1, 130)), encoding="utf-8")
+    longer = ("We randomized 40 adults with treatment-resistant depression to intravenous ketamine or placebo. "
+              "Hallucinations occurred in five patients given ketamine.")
+    (folder / "b.nbib").write_text(_medline(7, longer), encoding="utf-8")
+    early = tmp_path / "early.db"
+    builder.build_from_dir(early, folder)
+    monkeypatch.setattr(builder, "_workers", lambda: 1)  # everything tagged in this process
+    inline = tmp_path / "inline.db"
+    builder.build_from_dir(inline, folder)
+    assert _dump(early) == _dump(inline)
+    row = sqlite_utils.Database(early)["studies"].get("7")
+    assert "hallucinations" in json.loads(row["side_effects"])
+    assert "trd" in json.loads(row["indications"]) and row["sample_size"] == 40
+
+
+def test_shared_corpus_tagged_in_workers_equals_tagged_in_one_process(corpus, tmp_path, monkeypatch):
+    early = tmp_path / "early.db"
+    builder.build_from_dir(early, corpus)
+    monkeypatch.setattr(builder, "_workers", lambda: 1)
+    inline = tmp_path / "inline.db"
+    builder.build_from_dir(inline, corpus)
+    assert _dump(early) == _dump(inline)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.cli import cli
-from ingest.tagger import VocabularyError, is_negated, load_vocabulary, tag_record
+from ingest.tagger import VocabularyError, is_negated, keyed, load_vocabulary, tag_record
 
 ISSUE_TAGS = {
     "indication": ["trd", "mdd", "bipolar_depression", "postpartum_depression", "suicidal_ideation", "ptsd", "ocd",
@@ -177,3 +180,11 @@ def test_tag_text_cli_round_trip():
     assert tags["route"] == ["oral"] and tags["indication"] == ["chronic_pain"] and tags["design"] == ["cohort"]
     assert tags["side_effect"] == ["nausea_vomiting"] and tags["side_effect_absent"] == ["hallucinations"]
     assert "Error: line 2:" in result.stderr and "Error: line 3: title and abstract must be strings" in result.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_keyed_text_marks_exactly_the_word_breaks(text):
+    # The fast translation must agree with the plain definition: every character that is not
+    # a letter, digit, "-" or "_" becomes NUL, one NUL in front, offsets unchanged.
+    assert keyed(text) == "\0" + re.sub(r"[^\w-]", "\0", text)
