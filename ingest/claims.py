@@ -10,11 +10,13 @@ claim. Retracted studies are listed apart and never ranked as evidence.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .term_stats import costly_terms
@@ -30,7 +32,8 @@ FTS_CANDIDATES = 400  # sentences read from each ranking before grouping by stud
 SENTENCES_SHOWN = 2
 MATCH_FLOOR = 0.5  # a study "matches" (evidence at a glance) at half the best study's relevance
 GLANCE_CAP = 100
-RRF_K = 10  # small: the top of each ranking matters far more than its tail
+RRF_K = 30  # the top of each ranking matters more than its tail
+ABSTRACT_SIGNAL_WEIGHT = 1.5  # whole-abstract bm25 against each sentence ranking: is the study about the claim?
 SECOND_SENTENCE = 0.15  # a second matching sentence adds this share of its relevance
 TITLE_WEIGHT = 2.0  # bm25 weight of the title against the abstract in the whole-abstract ranking
 CONTEXT_WEIGHT = 1.0  # bm25 weight of the study context column (title, tags, year): the topic counts as much
@@ -49,9 +52,9 @@ EVIDENCE_SHARE = 0.5  # final = relevance * (1 - share + share * evidence)
 
 # Results and conclusions report what the study found; background restates what others said.
 SECTION_WEIGHT = {
-    "results": 1.0, "conclusions": 1.0, "title": 0.95, "abstract": 0.9, "methods": 0.7, "background": 0.6,
+    "results": 1.0, "conclusions": 1.0, "title": 1.5, "abstract": 0.9, "methods": 0.7, "background": 0.6,
 }
-TAG_BOOST = 0.1  # per shared tag
+TAG_BOOST = 0.3  # per shared tag
 TAG_BOOST_CAP = 3
 TAG_KINDS = {"drug": "drugs", "route": "routes", "indication": "indications", "mechanism": "mechanisms",
              "side_effect": "side_effects", "population": "populations"}
@@ -73,46 +76,32 @@ up upon us very was wasn we were weren what when where whether which while who w
 within without would wouldn yet you your yours yourself yourselves s t ll re ve d m
 """.split())
 
-# Words a writer uses for what abstracts call otherwise: each lay word also searches for these.
-LAY_TERMS: dict[str, tuple[str, ...]] = {
-    "mouth": ("oral",), "swallowed": ("oral",), "pill": ("oral", "tablet"), "pills": ("oral", "tablet"),
-    "tablets": ("oral",), "nose": ("intranasal", "nasal"), "nasally": ("intranasal", "nasal"),
-    "intranasally": ("intranasal", "nasal"), "injection": ("intramuscular", "subcutaneous"),
-    "injected": ("intramuscular", "subcutaneous"), "drip": ("infusion", "intravenous"), "iv": ("intravenous",),
-    "intravenously": ("intravenous", "infusion"), "breathing": ("respiratory",), "breathe": ("respiratory",),
-    "breath": ("respiratory",), "heart": ("cardiac", "cardiovascular"), "pulse": ("heart rate", "tachycardia"),
-    "surgery": ("postoperative", "perioperative", "surgical"), "operation": ("postoperative", "surgical"),
-    "teenagers": ("adolescents", "youth"), "teenager": ("adolescent", "youth"), "teens": ("adolescents", "youth"),
-    "kids": ("children", "pediatric"), "children": ("pediatric",), "child": ("pediatric",),
-    "elderly": ("older", "geriatric", "late-life"), "older": ("elderly", "geriatric", "late-life"),
-    "addictive": ("addiction", "dependence", "misuse", "abuse"), "addicted": ("addiction", "dependence"),
-    "hooked": ("addiction", "dependence"), "bladder": ("urinary", "urological", "cystitis"),
-    "kidney": ("renal",), "kidneys": ("renal",), "liver": ("hepatic", "hepatotoxicity"),
-    "memory": ("cognitive", "cognition"), "thinking": ("cognitive", "cognition"),
-    "suicide": ("suicidal", "suicidality"), "quickly": ("rapid", "rapidly"), "fast": ("rapid",),
-    "permanent": ("sustained", "long-term", "durable", "relapse"), "permanently": ("sustained", "long-term"),
-    "lasting": ("sustained", "durable", "long-term"), "last": ("duration", "sustained", "persisted"),
-    "wears": ("relapse", "duration"), "detached": ("dissociation", "dissociative", "depersonalization"),
-    "dissociated": ("dissociation", "dissociative"), "agitated": ("agitation",), "wake": ("emergence",),
-    "waking": ("emergence",), "drink": ("alcohol", "drinking"), "alcoholism": ("alcohol",),
-    "smoking": ("tobacco", "nicotine"), "inflammatory": ("inflammation", "cytokine"),
-    "painkiller": ("analgesic", "opioid"), "painkillers": ("analgesic", "opioid"), "depressed": ("depression",),
-    "anxious": ("anxiety",), "worry": ("anxiety",), "psychosis": ("psychotic", "psychotomimetic"),
-    "psychotic": ("psychosis",), "electroshock": ("electroconvulsive",), "shock": ("electroconvulsive",),
-    "ect": ("electroconvulsive",), "electroconvulsive": ("ect",), "serotonin": ("5-ht", "serotonergic"),
-    "ptsd": ("posttraumatic", "post-traumatic"), "ocd": ("obsessive-compulsive",), "obsessive": ("ocd",),
-    "childbirth": ("postpartum", "delivery"), "birth": ("postpartum", "delivery"),
-    "safe": ("safety", "tolerability"), "dangerous": ("safety", "adverse", "risk"), "harmful": ("adverse", "risk"),
-    "effective": ("efficacy",), "beats": ("superior", "versus"), "better": ("superior",),
-    "repeated": ("serial", "maintenance"), "single": ("one-time",), "thoughts": ("ideation",),
-    "thought": ("ideation",), "mind": ("cognitive", "psychological"), "mood": ("depression", "depressive"),
-    "sleep": ("insomnia",), "weight": ("bmi", "metabolic"), "women": ("female",), "men": ("male",),
-}
-# Words that carry no topic in a claim ("it works", "people feel"); their lay expansions still count.
-FILLER = frozenset("""
-work works worked working help helps helped make makes made feel feels felt take takes taken took give gives
-given gave people person patients thing things really stop stops stopped beat beats become becomes becoming
-""".split())
+CLAIM_VOCABULARY_PATH = Path(__file__).with_name("claim_vocabulary.yaml")
+
+
+@dataclass(frozen=True)
+class ClaimVocabulary:
+    """claim_vocabulary.yaml: lay words, filler words, lay wording of tags, kinds of claim."""
+
+    lay_terms: dict[str, tuple[str, ...]]  # a lay word also searches for these
+    filler: frozenset[str]  # words with no topic ("works", "people")
+    lay_tags: tuple[tuple[re.Pattern, tuple[str, ...], frozenset[str]], ...]  # lay wording -> tags, unless tags
+    intents: dict[str, re.Pattern]  # kind of claim -> how to recognise it
+
+
+@functools.lru_cache(maxsize=1)
+def claim_vocabulary() -> ClaimVocabulary:
+    import yaml
+
+    data = yaml.safe_load(CLAIM_VOCABULARY_PATH.read_text(encoding="utf-8"))
+    return ClaimVocabulary(
+        lay_terms={str(word): tuple(str(x) for x in more) for word, more in data["lay_terms"].items()},
+        filler=frozenset(str(word) for word in data["filler"]),
+        lay_tags=tuple((re.compile(item["pattern"], re.I), tuple(item["tags"]), frozenset(item.get("unless") or ()))
+                       for item in data["lay_tags"]),
+        intents={name: re.compile(pattern, re.I) for name, pattern in data["intents"].items()},
+    )
+
 
 # British spellings a writer may use, and the American ones most abstracts use.
 _SPELLING = [(re.compile(p), r) for p, r in (
@@ -133,6 +122,7 @@ class Sentence:
     section: str | None
     section_kind: str
     text: str
+    context: str = ""  # the study's title, tags and year (indexed with the sentence)
     relevance: float = 0.0  # this sentence's textual relevance, 0..1, before the section weight
     weighted: float = 0.0  # relevance * section weight
     bm25: float | None = None
@@ -182,8 +172,9 @@ def claim_terms(claim: str) -> list[str]:
         token = token.replace("'", "")
         if not token or token in STOPWORDS or (len(token) == 1 and not token.isdigit()):
             continue
-        kept = () if token in FILLER else (token, *_spellings(token))
-        for variant in (*kept, *LAY_TERMS.get(token, ())):
+        lay = claim_vocabulary()
+        kept = () if token in lay.filler else (token, *_spellings(token))
+        for variant in (*kept, *lay.lay_terms.get(token, ())):
             if variant not in terms:
                 terms.append(variant)
     return terms[:MAX_TERMS]
@@ -198,13 +189,14 @@ def _spellings(token: str) -> list[str]:
     return out
 
 
-def fts_query(claim: str, common: dict[str, float] | None = None) -> str:
+def fts_query(claim: str, common: dict[str, float] | None = None, extra: list[str] | None = None) -> str:
     """An FTS5 query from a claim: every term double-quoted (so FTS operators are plain words), OR-ed.
 
     Words in ``common`` (share of sentences containing them) are left out: they match most of
     the index and carry no ranking signal. If every word is common, the rarest one is kept.
+    ``extra``: more words to search for (the routes an exclusive claim leaves out).
     """
-    terms = claim_terms(claim)
+    terms = list(dict.fromkeys(claim_terms(claim) + (extra or [])))
     if common:
         rare = [t for t in terms if t not in common]
         terms = rare or sorted(terms, key=lambda t: common.get(t, 0.0))[:1]
@@ -215,21 +207,41 @@ def claim_tags(claim: str) -> dict[str, list[str]]:
     """The drugs, routes, indications, mechanisms, side effects and populations a claim names.
 
     Mentions count as well as accepted tags: "ketamine can cause psychosis" is about psychosis
-    although the tagger would not accept that hedged wording as a study's own finding.
+    although the tagger would not accept that hedged wording as a study's own finding. The
+    claim's lay words count through their expansions ("detached": dissociation) and the lay
+    wording of claim_vocabulary.yaml ("raises blood pressure").
     """
     from .sentences import record_sentences
     from .tagger import find_mentions, load_vocabulary, tag_record
 
     vocab = load_vocabulary()
-    record = {"title": claim, "abstract": ""}
+    expansions = [t for t in claim_terms(claim) if t.lower() not in claim.lower()]
+    record = {"title": claim + (". " + ", ".join(expansions) if expansions else ""), "abstract": ""}
     found = {tag_id for ids in tag_record(record, vocab).tags.values() for tag_id in ids}
     found |= {m.tag_id for m in find_mentions(record_sentences(record), vocab)}
+    named = set(found)
+    for pattern, tag_ids, unless in claim_vocabulary().lay_tags:
+        if pattern.search(claim) and not unless & named:
+            found |= {t for t in tag_ids if t in vocab.tags}
     tags: dict[str, list[str]] = {}
     for tag_id in sorted(found):
         kind = vocab.tags[tag_id].kind
         if kind in TAG_KINDS and tag_id != "human":
             tags.setdefault(kind, []).append(tag_id)
     return tags
+
+
+def claim_intents(claim: str) -> set[str]:
+    """The kinds of claim (claim_vocabulary.yaml) this one is: duration, exclusive..."""
+    return {name for name, pattern in claim_vocabulary().intents.items() if pattern.search(claim)}
+
+
+def other_routes(tags: dict[str, list[str]]) -> list[str]:
+    """For "must be given intranasally": every route the claim does not name."""
+    from .tagger import read_vocabulary
+
+    named = set(tags.get("route", []))
+    return [t.id for t in read_vocabulary().of_kind("route") if t.id not in named] if named else []
 
 
 # --------------------------------------------------------------------------- ranking
@@ -252,15 +264,23 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     conn = getattr(conn, "conn", conn)  # a sqlite_utils Database works too
     claim = validate_claim(claim)
     _require_sentences(conn)
-    terms = claim_terms(claim)
-    costly = costly_terms(conn, terms)
-    query = fts_query(claim, costly)
-    ranked = any(t not in costly for t in terms)
-    rankings = [_relative(_fts_ranking(conn, query, ranked), "bm25")]
-    if vectors is not None:
-        rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine"))
+    intents = claim_intents(claim)
     tags = claim_tags(claim)
-    studies = _score_studies(conn, rankings, tags, _abstract_ranking(conn, query) if ranked else {})
+    boosted = dict(tags)
+    extra: list[str] = []
+    if "exclusive" in intents and other_routes(tags):
+        # "Must be given intranasally": the studies that gave it another way are the test of it.
+        boosted["route"] = other_routes(tags)
+        extra = [_route_word(route) for route in boosted["route"]]
+    terms = list(dict.fromkeys(claim_terms(claim) + extra))
+    costly = costly_terms(conn, terms)
+    query = fts_query(claim, costly, extra)
+    ranked = any(t not in costly for t in terms)
+    bonus = _sentence_bonus(conn, [t for t in terms if t in costly], "duration" in intents)
+    rankings = [_relative(_fts_ranking(conn, query, ranked), "bm25", bonus)]
+    if vectors is not None:
+        rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine", bonus))
+    studies = _score_studies(conn, rankings, boosted, _abstract_ranking(conn, query) if ranked else {})
     ranked = [s for s in studies if not s.retracted]
     for number, study in enumerate(ranked, 1):
         study.rank = number
@@ -269,6 +289,50 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
         results=ranked[:limit], retracted=[s for s in studies if s.retracted],
         glance=evidence_at_a_glance(conn, ranked, limit),
     )
+
+
+def _route_word(route_id: str) -> str:
+    """The word abstracts use for a route: its label's first word ("Intravenous", "Sublingual / buccal")."""
+    from .tagger import read_vocabulary
+
+    return read_vocabulary().tags[route_id].label.split()[0].lower()
+
+
+DURATION_BONUS = 0.5  # a duration claim: a sentence stating how long something lasted counts this much more
+COMMON_BONUS = 0.5  # a sentence with every common claim word (left out of the query) counts this much more
+
+
+def _sentence_bonus(conn: sqlite3.Connection, common: list[str], duration: bool):
+    """A factor per candidate sentence for what the FTS query could not weigh.
+
+    The claim's common words ("ketamine", "depression") are left out of the query to keep it
+    cheap, but a sentence (or its study's context) that has them is more on topic; and for a
+    claim about how long something lasts, a sentence that states a duration bears on it.
+    """
+    def bonus(candidates: list[Sentence]) -> dict[int, float]:
+        shares = _common_share(candidates, common) if common else {}
+        return {
+            s.rowid: (1.0 + COMMON_BONUS * shares.get(s.rowid, 0.0))
+            * (1.0 + DURATION_BONUS * (duration and states_duration(s.text)))
+            for s in candidates
+        }
+    return bonus
+
+
+def _common_share(candidates: list[Sentence], words: list[str]) -> dict[int, float]:
+    """Share of ``words`` each sentence (with its context) contains, matched as FTS5 porter matches them."""
+    memory = sqlite3.connect(":memory:")
+    try:
+        memory.execute("create virtual table t using fts5(x, tokenize='porter')")
+        memory.executemany("insert into t (rowid, x) values (?, ?)",
+                           [(s.rowid, f"{s.text} {s.context}") for s in candidates])
+        found: Counter = Counter()
+        for word in words:
+            phrase = '"' + word.replace('"', '""') + '"'
+            found.update(row[0] for row in memory.execute("select rowid from t where t match ?", [phrase]))
+        return {rowid: count / len(words) for rowid, count in found.items()}
+    finally:
+        memory.close()
 
 
 def _require_sentences(conn: sqlite3.Connection) -> None:
@@ -282,7 +346,7 @@ def _fts_ranking(conn: sqlite3.Connection, query: str, ranked: bool = True) -> l
     # can stop after the limit in rowid order, but must score every match to sort by bm25.
     order = "score" if ranked else "sentences_fts.rowid desc"
     sql = (
-        "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, "
+        "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, s.context, "
         f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
         "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid "
         f"where sentences_fts match ? order by {order} limit ?"
@@ -291,7 +355,7 @@ def _fts_ranking(conn: sqlite3.Connection, query: str, ranked: bool = True) -> l
         rows = conn.execute(sql, (query, FTS_CANDIDATES)).fetchall()
     except sqlite3.OperationalError as exc:  # a query FTS5 still rejects: report, never crash
         raise ClaimError(f"full-text search failed ({exc})") from exc
-    return [_sentence(row, bm25=row[6]) for row in rows]
+    return [_sentence(row, bm25=row[7]) for row in rows]
 
 
 def _vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) -> list[tuple[str, Sentence]]:
@@ -300,7 +364,7 @@ def _vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) 
     rowids = list(hits)
     for start in range(0, len(rowids), 500):  # keep well under SQLite's bound-parameter limit
         chunk = rowids[start:start + 500]
-        rows += conn.execute("select rowid, study_id, position, section, section_kind, text from sentences "
+        rows += conn.execute("select rowid, study_id, position, section, section_kind, text, context from sentences "
                              f"where rowid in ({', '.join('?' for _ in chunk)})", chunk).fetchall()
     out = [_sentence(row, cosine=hits[row[0]]) for row in rows]
     return sorted(out, key=lambda pair: -(pair[1].cosine or 0))
@@ -308,11 +372,11 @@ def _vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) 
 
 def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None) -> tuple[str, Sentence]:
     return row[1], Sentence(rowid=row[0], position=row[2], section=row[3], section_kind=row[4] or "abstract",
-                            text=row[5], bm25=bm25, cosine=cosine)
+                            text=row[5], context=row[6] or "", bm25=bm25, cosine=cosine)
 
 
-def _relative(ranking: list[tuple[str, Sentence]], measure: str) -> list[tuple[str, Sentence]]:
-    """Each sentence's relevance in 0..1 within its ranking, then weighted by its section.
+def _relative(ranking: list[tuple[str, Sentence]], measure: str, bonus=None) -> list[tuple[str, Sentence]]:
+    """Each sentence's relevance in 0..1 within its ranking, then weighted by its section (and ``bonus``).
 
     bm25 (negative: lower is better) as a share of the best sentence's; cosine rescaled from the
     weakest candidate (0) to the best (1), since raw cosines of one model crowd into a narrow band.
@@ -323,10 +387,12 @@ def _relative(ranking: list[tuple[str, Sentence]], measure: str) -> list[tuple[s
         scale = (lambda v: v / low) if low else (lambda v: 0.0)
     else:
         scale = (lambda v: (v - low) / (high - low)) if high > low else (lambda v: 1.0)
+    factors = bonus([s for _, s in ranking]) if bonus else {}
     for _, sentence in ranking:
         value = getattr(sentence, measure)
         sentence.relevance = scale(value) if value is not None else 0.0
-        sentence.weighted = sentence.relevance * SECTION_WEIGHT.get(sentence.section_kind, 0.9)
+        sentence.weighted = (sentence.relevance * SECTION_WEIGHT.get(sentence.section_kind, 0.9)
+                             * factors.get(sentence.rowid, 1.0))
     return ranking
 
 
@@ -377,22 +443,22 @@ def _score_studies(conn: sqlite3.Connection, rankings: list[list[tuple[str, Sent
     rows = _study_rows(conn, ids)
     ids = [sid for sid in ids if sid in rows]
     evidence_ids = [sid for sid in ids if not rows[sid].get("is_retracted")]
-    signals = [{sid: _raw_relevance(groups[sid]) for sid in ids if sid in groups} for groups in per_list]
+    signals = [({sid: _raw_relevance(groups[sid]) for sid in ids if sid in groups}, 1.0) for groups in per_list]
     if abstracts:
-        signals.append({sid: abstracts[sid] for sid in ids if sid in abstracts})
-    raw = _rrf(signals, ids) if len(signals) > 1 else signals[0]
+        signals.append(({sid: abstracts[sid] for sid in ids if sid in abstracts}, ABSTRACT_SIGNAL_WEIGHT))
+    raw = _rrf(signals, ids) if len(signals) > 1 else signals[0][0]
     # Relative to the best study that counts as evidence: a retracted one sets no standard.
     best = max((raw[sid] for sid in evidence_ids), default=0.0) or 1.0
     studies = [_score_study(rows[sid], _merged(sid, per_list), tags, raw[sid] / best) for sid in ids]
     return sorted(studies, key=lambda s: (-s.score, -(s.citation.get("year") or 0), s.pmid))
 
 
-def _rrf(signals: list[dict[str, float]], ids: list[str]) -> dict[str, float]:
-    """Reciprocal rank fusion: each signal ranks the studies it scored; a study sums 1 / (k + rank)."""
+def _rrf(signals: list[tuple[dict[str, float], float]], ids: list[str]) -> dict[str, float]:
+    """Reciprocal rank fusion: each (signal, weight) ranks the studies it scored; a study sums weight / (k + rank)."""
     fused = {sid: 0.0 for sid in ids}
-    for signal in signals:
+    for signal, weight in signals:
         for rank, sid in enumerate(sorted(signal, key=lambda x: -signal[x]), 1):
-            fused[sid] += 1.0 / (RRF_K + rank)
+            fused[sid] += weight / (RRF_K + rank)
     return fused
 
 

@@ -20,6 +20,8 @@ from ingest import embeddings
 from ingest.claims import (
     ClaimError,
     check_claim,
+    claim_intents,
+    claim_tags,
     claim_terms,
     evaluate,
     fts_query,
@@ -33,8 +35,10 @@ from ingest.schema import create_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = Path(__file__).parent / "gold" / "claims.jsonl"
-# Measured FTS-only recall@10 on the gold claims (scripts/eval_claims.py) minus a small margin.
-FTS_RECALL_FLOOR = 0.60
+HOLDOUT = Path(__file__).parent / "gold" / "claims_holdout.jsonl"  # annotated blind, never tuned on
+# Measured FTS-only recall@10 (scripts/eval_claims.py) minus a small margin: 0.688 and 0.373.
+FTS_RECALL_FLOOR = 0.65
+HOLDOUT_FTS_RECALL_FLOOR = 0.33
 
 # One sentence several studies share word for word, so only design, section, population,
 # tags and retraction can tell them apart.
@@ -128,7 +132,7 @@ def test_retracted_study_is_listed_apart_and_never_ranked(conn):
 
 
 def test_shared_tags_boost_studies_naming_the_claims_drug_and_route(conn):
-    result = check_claim(conn, "esketamine must be given as a nasal spray", limit=20)
+    result = check_claim(conn, "esketamine is given as a nasal spray", limit=20)
     order = [s.pmid for s in result.results]
     assert result.claim_tags["drug"] == ["esketamine"] and "intranasal" in result.claim_tags["route"]
     assert order.index("109") < order.index("108")
@@ -374,9 +378,10 @@ def test_recall_and_ndcg():
     assert ndcg_at_k(["x", "a"], ["a"], 10) == pytest.approx(1 / 1.5849625, rel=1e-6)
 
 
-def test_gold_claims_are_pmids_only():
-    gold = load_gold(GOLD)
-    assert len(gold) >= 25
+@pytest.mark.parametrize("path, size", [(GOLD, 25), (HOLDOUT, 15)])
+def test_gold_claims_are_pmids_only(path, size):
+    gold = load_gold(path)
+    assert len(gold) >= size
     for item in gold:
         assert set(item) == {"claim", "pmids"} and item["pmids"]
         assert all(p.isdigit() for p in item["pmids"])
@@ -390,16 +395,97 @@ def corpus_kb(tmp_path_factory) -> Path:
     return target
 
 
-def test_gold_pmids_are_in_the_corpus(corpus_kb):
+@pytest.mark.parametrize("path", [GOLD, HOLDOUT])
+def test_gold_pmids_are_in_the_corpus(corpus_kb, path):
     ids = {r[0] for r in sqlite3.connect(corpus_kb).execute("select id from studies")}
-    missing = {p for item in load_gold(GOLD) for p in item["pmids"]} - ids
+    missing = {p for item in load_gold(path) for p in item["pmids"]} - ids
     assert not missing
 
 
-def test_fts_recall_floor_on_the_gold_claims(corpus_kb):
+@pytest.mark.parametrize("path, floor", [(GOLD, FTS_RECALL_FLOOR), (HOLDOUT, HOLDOUT_FTS_RECALL_FLOOR)])
+def test_fts_recall_floor_on_the_gold_claims(corpus_kb, path, floor):
     connection = sqlite3.connect(f"file:{corpus_kb}?mode=ro", uri=True)
-    result = evaluate(connection, load_gold(GOLD), k=10)
-    assert result["recall"] >= FTS_RECALL_FLOOR, f"recall@10 {result['recall']:.3f} < {FTS_RECALL_FLOOR}"
+    result = evaluate(connection, load_gold(path), k=10)
+    assert result["recall"] >= floor, f"{path.name}: recall@10 {result['recall']:.3f} < {floor}"
+
+
+# --------------------------------------------------------------------------- kinds of claim, lay wording
+
+INTENT_STUDIES = [
+    study("201", "Nasal esketamine A", ["rct"], [("results", "Esketamine nasal spray improved mood scores.")],
+          drugs=["esketamine"], routes=["intranasal"]),
+    study("202", "Nasal esketamine B", ["rct"], [("results", "Esketamine nasal spray improved mood scores.")],
+          drugs=["esketamine"], routes=["intranasal"]),
+    study("203", "Oral esketamine", ["rct"], [("results", "Oral esketamine tablets improved mood scores.")],
+          drugs=["esketamine"], routes=["oral"]),
+    study("204", "Mood after ketamine A", ["rct"], [("results", "Mood improved after the infusion.")]),
+    study("205", "Mood after ketamine B", ["rct"],
+          [("results", "Mood improved after the infusion and the improvement lasted for two weeks.")]),
+    study("206", "Heart study", ["rct"], [("results", "Systolic blood pressure rose by 20 mmHg.")],
+          side_effects=["blood_pressure"]),
+    study("207", "Bed study", ["rct"], [("results", "Pressure ulcers were rare.")]),
+]
+
+
+@pytest.fixture(scope="module")
+def intent_conn(tmp_path_factory):
+    path = tmp_path_factory.mktemp("intents") / "kb.db"
+    connection = sqlite3.connect(f"file:{make_kb(path, INTENT_STUDIES)}?mode=ro", uri=True)
+    yield connection
+    connection.close()
+
+
+@pytest.mark.parametrize("claim, intents", [
+    ("ketamine's effects last up to four hours", {"duration"}),
+    ("relief from ketamine can be permanent", {"duration"}),
+    ("esketamine must be given intranasally", {"exclusive"}),
+    ("ketamine can only be given by infusion", {"exclusive"}),
+    ("ketamine raises blood pressure", set()),
+])
+def test_claim_intents(claim, intents):
+    assert claim_intents(claim) == intents
+
+
+def test_exclusive_claim_brings_up_studies_that_used_another_route(intent_conn):
+    # "Must be given intranasally" is tested by the study that gave it by mouth.
+    result = check_claim(intent_conn, "esketamine must be given intranasally", limit=10)
+    assert result.results[0].pmid == "203"
+    assert "oral" in result.fts_query and result.claim_tags["route"] == ["intranasal"]
+    assert "oral" in result.results[0].components["shared_tags"]
+    # Without "must", the nasal-spray studies come first.
+    assert ranked(intent_conn, "esketamine is given intranasally")[0] in {"201", "202"}
+
+
+def test_duration_claim_prefers_the_sentence_that_says_how_long(intent_conn):
+    order = ranked(intent_conn, "the mood improvement after ketamine lasts", limit=10)
+    assert order.index("205") < order.index("204")
+
+
+def test_lay_wording_tags_the_claim():
+    assert claim_tags("ketamine raises blood pressure")["side_effect"] == ["blood_pressure"]
+    assert claim_tags("ketamine makes people feel detached")["side_effect"] == ["dissociation"]
+    assert set(claim_tags("ketamine works for depression")["indication"]) == {"mdd", "trd"}
+    # A named kind of depression is not widened to MDD and TRD.
+    assert claim_tags("ketamine treats bipolar depression")["indication"] == ["bipolar_depression"]
+
+
+def test_lay_tag_boost_separates_same_words_different_topic(intent_conn):
+    order = ranked(intent_conn, "ketamine raises blood pressure", limit=10)
+    assert order.index("206") < order.index("207")
+
+
+def test_common_words_left_out_of_the_query_still_count(intent_conn, monkeypatch):
+    # Pretend "mood" is too common to search for: the sentence that has it still ranks first.
+    from ingest import claims
+
+    monkeypatch.setattr(claims, "costly_terms", lambda conn, terms: {"mood": 0.5} if "mood" in terms else {})
+    result = check_claim(intent_conn, "esketamine tablets improve mood", limit=10)
+    assert '"mood"' not in result.fts_query
+    assert result.results[0].pmid == "203"
+    share = claims._common_share(
+        [claims.Sentence(1, 1, None, "results", "Mood improved.", "x"),
+         claims.Sentence(2, 1, None, "results", "Nothing here.", "moods of the title")], ["mood"])
+    assert share == {1: 1.0, 2: 1.0}  # porter: "moods" matches "mood", in the context too
 
 
 # --------------------------------------------------------------------------- semantic (optional extra)
