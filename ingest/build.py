@@ -24,7 +24,7 @@ import sqlite_utils
 
 from . import clinicaltrials, europepmc, exports, pubmed
 from .merge import merge_records
-from .schema import create_fts, create_schema, optimise
+from .schema import create_fts, create_schema, optimise, refresh_term_docs
 from .store import child_rows, delete_study, study_id_for, study_row, upsert_merged
 from .tagger import load_vocabulary
 from .trials import link_studies_to_trials, trial_tags, write_trials
@@ -352,7 +352,9 @@ def write_fresh(db: sqlite_utils.Database, collected: Collected, prederived: Pre
 
     for deriver in prederived.derivers:
         deriver.prepare(db)
-    items = list(collected.records.items())
+    # Newest first: rowid order is then recency, and ranked searches that cap how many matches
+    # they score (the `search` canned query, the claim checker) keep the newest.
+    items = sorted(collected.records.items(), key=lambda item: -(item[1].get("year") or 0))
     prederived.prepare(items, list(collected.trials.items()))
     with db.atomic():
         for (study_id, record), derived in tqdm(
@@ -557,6 +559,7 @@ def build(
         write_trials(db, [trial for _, trial in trials], early.trial_tags(trials), tagged=bool(derivers))
         link_studies_to_trials(db)
         create_fts(db)
+        refresh_term_docs(db)
         for hook in after_write or []:
             hook(db, collected.records)
         stats = _record_run(
@@ -607,6 +610,7 @@ def import_into(
                 deleted += int(delete_study(db, str(pmid)))
         write_trials(db, collected.trials.values(), tagged=bool(derivers))
         link_studies_to_trials(db)
+        refresh_term_docs(db)
         for hook in after_write or []:
             hook(db, touched)
         stats = _record_run(

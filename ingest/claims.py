@@ -341,18 +341,35 @@ def _require_sentences(conn: sqlite3.Connection) -> None:
         raise ClaimError("this database has no sentence index (rebuild it with `kb build`)")
 
 
+RANKED_SENTENCES_CAP = 5_000  # at most this many matching sentences are scored, the newest studies' first
+RANKED_STUDIES_CAP = 5_000  # the same for whole abstracts
+
+
+def last_rowid_ranked(conn: sqlite3.Connection, fts_table: str, query: str, cap: int) -> int:
+    """The rowid up to which matches are ranked: that of the cap-th match, in rowid order.
+
+    BM25 must score every row it sorts; past a few thousand matches that is most of the time a
+    query takes. kb.db stores the newest studies first (lowest rowids), so capping by rowid ranks
+    the newest matches. The cap-th match is cheap to find: FTS5 walks matches in rowid order.
+    """
+    row = conn.execute(f"select rowid from {fts_table} where {fts_table} match ? order by rowid limit 1 offset ?",
+                       (query, cap - 1)).fetchone()
+    return row[0] if row else 2**63 - 1
+
+
 def _fts_ranking(conn: sqlite3.Connection, query: str, ranked: bool = True) -> list[tuple[str, Sentence]]:
     # Unranked (newest sentences first) when every word is too common to rank cheaply: FTS5
     # can stop after the limit in rowid order, but must score every match to sort by bm25.
-    order = "score" if ranked else "sentences_fts.rowid desc"
+    order = "score" if ranked else "sentences_fts.rowid"
     sql = (
         "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, s.context, "
         f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
         "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid "
-        f"where sentences_fts match ? order by {order} limit ?"
+        f"where sentences_fts match ? and sentences_fts.rowid <= ? order by {order} limit ?"
     )
     try:
-        rows = conn.execute(sql, (query, FTS_CANDIDATES)).fetchall()
+        last = last_rowid_ranked(conn, "sentences_fts", query, RANKED_SENTENCES_CAP) if ranked else 2**63 - 1
+        rows = conn.execute(sql, (query, last, FTS_CANDIDATES)).fetchall()
     except sqlite3.OperationalError as exc:  # a query FTS5 still rejects: report, never crash
         raise ClaimError(f"full-text search failed ({exc})") from exc
     return [_sentence(row, bm25=row[7]) for row in rows]
@@ -419,10 +436,11 @@ def _abstract_ranking(conn: sqlite3.Connection, query: str) -> dict[str, float]:
     if "studies_fts" not in names:
         return {}
     try:
+        last = last_rowid_ranked(conn, "studies_fts", query, RANKED_STUDIES_CAP)
         rows = conn.execute(
             f"select s.id, bm25(studies_fts, {TITLE_WEIGHT}, 1.0) as score from studies_fts "
-            "join studies s on s.rowid = studies_fts.rowid where studies_fts match ? order by score limit ?",
-            (query, FTS_CANDIDATES)).fetchall()
+            "join studies s on s.rowid = studies_fts.rowid where studies_fts match ? and studies_fts.rowid <= ? "
+            "order by score limit ?", (query, last, FTS_CANDIDATES)).fetchall()
     except sqlite3.OperationalError:  # a studies_fts of another shape: the sentences still rank
         return {}
     best = rows[0][1] if rows else 0.0

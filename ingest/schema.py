@@ -147,6 +147,26 @@ def create_fts(db: sqlite_utils.Database) -> None:
     db.execute("create virtual table if not exists sentences_fts_vocab using fts5vocab(sentences_fts, 'row')")
 
 
+TERM_DOCS_SHARE = 0.01  # sentences_term_docs keeps the stems in at least this share of sentences...
+TERM_DOCS_ROWS = 1000  # ...or in at least this many
+
+
+def refresh_term_docs(db: sqlite_utils.Database) -> None:
+    """Copy the counts of the sentence index's common stems into a plain table.
+
+    fts5vocab counts a stem's sentences by walking its whole posting list (a tenth of a second
+    for a common stem in a million-study index); the claim checker asks for several per claim.
+    A stem missing from the table is in fewer sentences than the threshold it records.
+    """
+    total = db.execute("select count(*) from sentences").fetchone()[0]
+    threshold = max(1, min(TERM_DOCS_ROWS, int(total * TERM_DOCS_SHARE)))
+    with db.atomic():
+        db.execute("drop table if exists sentences_term_docs")
+        db.execute("create table sentences_term_docs (term text primary key, docs integer not null) without rowid")
+        db.execute("insert into sentences_term_docs select term, doc from sentences_fts_vocab where doc >= ?",
+                   [threshold])
+
+
 def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     """Create every table, index, FTS table and view. Safe to call on an existing db."""
     db.execute("PRAGMA foreign_keys = ON")

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingest import build as builder  # noqa: E402
-from ingest.schema import create_fts, create_schema  # noqa: E402
+from ingest.schema import create_fts, create_schema, refresh_term_docs  # noqa: E402
 from ingest.sentences import record_sentences  # noqa: E402
 from ingest.tag_store import Tagging  # noqa: E402
 
@@ -90,6 +90,7 @@ def build_synthetic(path: Path, studies: int, corpus: Path, seed: int = 7, sente
     _flush(conn, batch_studies, batch_sentences)
     print("  indexing (FTS5)...", file=sys.stderr)
     create_fts(db)
+    refresh_term_docs(db)
     db.execute("ANALYZE")
     db.close()
     tmp.rename(path)

@@ -321,3 +321,22 @@ def test_shared_corpus_tagged_in_workers_equals_tagged_in_one_process(corpus, tm
     inline = tmp_path / "inline.db"
     builder.build_from_dir(inline, corpus)
     assert _dump(early) == _dump(inline)
+
+
+def _term_docs_agree_with_the_index(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    table = dict(conn.execute("select term, docs from sentences_term_docs"))
+    threshold = min(table.values())
+    vocab = dict(conn.execute("select term, doc from sentences_fts_vocab where doc >= ?", [threshold]))
+    assert table == vocab and table
+
+
+def test_studies_are_stored_newest_first_and_term_counts_follow_imports(inputs, tmp_path, fixtures):
+    # Rowid order is recency: ranked searches that cap how many matches they score keep the newest.
+    target = tmp_path / "kb.db"
+    build_dir(inputs, target)
+    years = [r[0] for r in sqlite3.connect(target).execute("select year from studies order by rowid")]
+    assert years == sorted(years, key=lambda y: -(y or 0)) and len(set(years)) > 1
+    _term_docs_agree_with_the_index(target)
+    builder.import_into(target, _collect(fixtures / "pubmed" / "update_v2.xml"), "file", ["update_v2.xml"])
+    _term_docs_agree_with_the_index(target)

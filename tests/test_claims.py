@@ -409,6 +409,21 @@ def test_fts_recall_floor_on_the_gold_claims(corpus_kb, path, floor):
     assert result["recall"] >= floor, f"{path.name}: recall@10 {result['recall']:.3f} < {floor}"
 
 
+def test_ranking_is_capped_at_the_newest_matches(conn, monkeypatch):
+    # BM25 scores every row it ranks; past the cap only the lowest rowids (the newest studies,
+    # kb.db stores them first) are ranked.
+    from ingest import claims
+
+    matches = [r[0] for r in conn.execute(
+        "select rowid from sentences_fts where sentences_fts match 'frobnication' order by rowid")]
+    assert claims.last_rowid_ranked(conn, "sentences_fts", '"frobnication"', 2) == matches[1]
+    assert claims.last_rowid_ranked(conn, "sentences_fts", '"frobnication"', 10_000) == 2**63 - 1
+    monkeypatch.setattr(claims, "RANKED_SENTENCES_CAP", 1)
+    monkeypatch.setattr(claims, "RANKED_STUDIES_CAP", 1)
+    first = conn.execute("select study_id from sentences where rowid = ?", [matches[0]]).fetchone()[0]
+    assert ranked(conn, "frobnication of the bladder", limit=20) == [first]
+
+
 # --------------------------------------------------------------------------- kinds of claim, lay wording
 
 INTENT_STUDIES = [

@@ -21,6 +21,7 @@ import pytest
 import requests
 import yaml
 from datasette.app import Datasette
+from datasette.utils import escape_fts
 
 from ingest import build as builder
 
@@ -530,3 +531,19 @@ def test_runaway_query_is_stopped_while_cheap_pages_answer(served):
     for path, status, elapsed, finished in cheap:
         assert status == 200, path
         assert finished < result["finished"], f"{path} waited for the runaway query ({elapsed:.2f}s)"
+
+
+def test_ranked_search_scores_only_the_newest_matches_past_its_cap(site_kb):
+    # The canned query ranks at most 20,000 matches, the lowest rowids (kb.db stores the newest
+    # studies first). The same SQL with a cap of 2 shows what the cap does on a small kb.db.
+    sql = METADATA["databases"]["kb"]["queries"]["search"]["sql"]
+    assert "offset 19999" in sql
+    conn = sqlite3.connect(f"file:{site_kb}?mode=ro", uri=True)
+    conn.create_function("escape_fts", 1, escape_fts)
+    matching = [r[0] for r in conn.execute(
+        "select rowid from studies_fts where studies_fts match 'ketamine' order by rowid")]
+    assert len(matching) > 2
+    capped = conn.execute(sql.replace("offset 19999", "offset 1"), {"q": "ketamine"}).fetchall()
+    ids = {r[0] for r in conn.execute(f"select id from studies where rowid in ({matching[0]}, {matching[1]})")}
+    assert {r[0] for r in capped} == ids
+    assert len(conn.execute(sql, {"q": "ketamine"}).fetchall()) == len(matching)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from ingest.claims import claim_terms, fts_query
-from ingest.schema import create_fts, create_schema
+from ingest.schema import create_fts, create_schema, refresh_term_docs
 from ingest.term_stats import costly_terms, stems
 
 
@@ -40,3 +40,16 @@ def test_common_words_are_left_out_but_never_all(tmp_path):
 def test_small_index_is_never_pruned(tmp_path):
     db = index(tmp_path, ["Ketamine works."] * 50)
     assert costly_terms(db.conn, ["ketamine"]) == {}
+
+
+def test_term_docs_table_gives_the_counts_the_index_gives(tmp_path):
+    sentences = [f"Ketamine effects were studied in cohort {i}." for i in range(600)]
+    sentences += ["Dissociation was frequent."] * 7 + ["Cystitis was rare."]
+    db = index(tmp_path, sentences)
+    words = claim_terms("ketamine effect on dissociation and cystitis in cohort")
+    from_vocab = costly_terms(db.conn, words)
+    refresh_term_docs(db)
+    docs = dict(db.execute("select term, docs from sentences_term_docs").fetchall())
+    # Stems in at least 1% of the 608 sentences (6): "dissoci" (7) is kept, "cystiti" (1) is not.
+    assert docs["ketamin"] == 600 and docs["dissoci"] == 7 and "cystiti" not in docs
+    assert costly_terms(db.conn, words) == from_vocab and set(from_vocab) == {"ketamine", "effect", "cohort"}
