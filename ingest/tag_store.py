@@ -58,8 +58,9 @@ class Tagging:
     while the main process goes on parsing.
     """
 
-    def __init__(self, vocab: Vocabulary | None = None):
+    def __init__(self, vocab: Vocabulary | None = None, sentences: bool = True):
         self._vocab = vocab
+        self.sentences = sentences  # also write the sentence index (the claim checker's)
 
     @property
     def vocab(self) -> Vocabulary:
@@ -72,10 +73,10 @@ class Tagging:
 
     def derive(self, study_id: str, record: dict) -> tuple[dict, dict[str, list[dict]]]:
         result = tag_record(record, self.vocab)
-        return tag_columns(result), {
-            "study_tags": tag_rows(study_id, result),
-            "sentences": sentence_rows(study_id, record, result),
-        }
+        rows = {"study_tags": tag_rows(study_id, result)}
+        if self.sentences:
+            rows["sentences"] = sentence_rows(study_id, record, result)
+        return tag_columns(result), rows
 
 
 def sentence_context(record: dict, result: TagResult) -> str:

@@ -7,7 +7,8 @@ For the whole corpus (PubMed + ClinicalTrials.gov files) and for its PubMed part
 minimum and median of --repeat runs, the runs with and without tagging alternating:
 - `kb build --from-dir` wall time and CPU time (user + sys, worker processes included): the
   build time a user sees, Python start-up and imports included. "Without tagging" is the same
-  command with the derivers switched off (no tags, no sentence index, trials untagged);
+  command with the derivers switched off (no tags, no sentence index, trials untagged); "tags
+  only" leaves out the sentence index (the claim checker's), to show what each part costs;
 - the in-process build (parse + merge + write + index), which leaves out start-up and imports;
 - the tagger alone on the studies, one process: records/s.
 """
@@ -32,7 +33,12 @@ from ingest.tagger import load_vocabulary, tag_record  # noqa: E402
 # The `kb` command, with or without the derivers (tagging and the sentence index).
 CLI = ("import sys\nfrom ingest import build\n{switch}from ingest.cli import cli\n"
        "sys.argv[0] = 'kb'\ncli()\n")
-NO_TAGGING = "build.default_derivers = lambda: []\n"
+SWITCHES = {
+    "without tagging": "build.default_derivers = lambda: []\n",
+    "tags only": ("from ingest.tag_store import Tagging\n"
+                  "build.default_derivers = lambda: [Tagging(sentences=False)]\n"),
+    "with tagging": "",
+}
 
 
 def children_cpu() -> float:
@@ -40,9 +46,9 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_cli(folder: Path, target: Path, tagging: bool) -> tuple[float, float]:
+def run_cli(folder: Path, target: Path, mode: str) -> tuple[float, float]:
     """(wall s, CPU s) of one `kb build --from-dir` run."""
-    code = CLI.format(switch="" if tagging else NO_TAGGING)
+    code = CLI.format(switch=SWITCHES[mode])
     command = [sys.executable, "-c", code, "build", "--from-dir", str(folder), "--db", str(target), "--no-progress"]
     cpu = children_cpu()
     started = time.perf_counter()
@@ -50,9 +56,12 @@ def run_cli(folder: Path, target: Path, tagging: bool) -> tuple[float, float]:
     return time.perf_counter() - started, children_cpu() - cpu
 
 
-def run_in_process(folder: Path, target: Path, tagging: bool) -> float:
+def run_in_process(folder: Path, target: Path, mode: str) -> float:
+    from ingest.tag_store import Tagging
+
+    derivers = {"without tagging": [], "tags only": [Tagging(sentences=False)], "with tagging": None}[mode]
     started = time.perf_counter()
-    builder.build_from_dir(target, folder, derivers=None if tagging else [])
+    builder.build_from_dir(target, folder, derivers=derivers)
     return time.perf_counter() - started
 
 
@@ -68,23 +77,27 @@ def added(with_tags: list[float], without: list[float]) -> str:
 def bench(label: str, folder: Path, target: Path, repeat: int) -> None:
     collected = builder.collect_dir(folder)
     print(f"== {label}: {folder} ({len(collected.records)} studies, {len(collected.trials)} trials)")
-    wall = {True: [], False: []}
-    cpu = {True: [], False: []}
-    inproc = {True: [], False: []}
-    run_cli(folder, target, True)  # warm the page cache
-    run_in_process(folder, target, True)
+    modes = tuple(SWITCHES)
+    wall: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
+    inproc: dict[str, list[float]] = {m: [] for m in modes}
+    run_cli(folder, target, "with tagging")  # warm the page cache
+    run_in_process(folder, target, "with tagging")
     for _ in range(repeat):
-        for tagging in (False, True):
-            seconds, cpu_seconds = run_cli(folder, target, tagging)
-            wall[tagging].append(seconds)
-            cpu[tagging].append(cpu_seconds)
-            inproc[tagging].append(run_in_process(folder, target, tagging))
-    print(f"`kb build` wall, without tagging: {summary(wall[False])}")
-    print(f"`kb build` wall, with tagging:    {summary(wall[True])}  ({added(wall[True], wall[False])})")
-    print(f"`kb build` CPU, without / with:   {statistics.median(cpu[False]):.3f} s / "
-          f"{statistics.median(cpu[True]):.3f} s (medians)")
-    print(f"in-process, without tagging:      {summary(inproc[False])}")
-    print(f"in-process, with tagging:         {summary(inproc[True])}  ({added(inproc[True], inproc[False])})")
+        for mode in modes:
+            seconds, cpu_seconds = run_cli(folder, target, mode)
+            wall[mode].append(seconds)
+            cpu[mode].append(cpu_seconds)
+            inproc[mode].append(run_in_process(folder, target, mode))
+    base = "without tagging"
+    for mode in modes:
+        extra = "" if mode == base else f"  ({added(wall[mode], wall[base])})"
+        print(f"`kb build` wall, {mode + ':':17s} {summary(wall[mode])}{extra}")
+    print("`kb build` CPU (medians):         "
+          + ", ".join(f"{mode} {statistics.median(cpu[mode]):.3f} s" for mode in modes))
+    for mode in modes:
+        extra = "" if mode == base else f"  ({added(inproc[mode], inproc[base])})"
+        print(f"in-process, {mode + ':':22s} {summary(inproc[mode])}{extra}")
     vocab = load_vocabulary()
     records = list(collected.records.values())
     tagger = []

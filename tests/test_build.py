@@ -340,3 +340,12 @@ def test_studies_are_stored_newest_first_and_term_counts_follow_imports(inputs, 
     _term_docs_agree_with_the_index(target)
     builder.import_into(target, _collect(fixtures / "pubmed" / "update_v2.xml"), "file", ["update_v2.xml"])
     _term_docs_agree_with_the_index(target)
+
+
+def test_tagging_without_the_sentence_index(inputs, tmp_path):
+    from ingest.tag_store import Tagging
+
+    target = tmp_path / "kb.db"
+    builder.build_from_dir(target, inputs, derivers=[Tagging(sentences=False)])
+    db = sqlite_utils.Database(target)
+    assert db["study_tags"].count > 0 and db["sentences"].count == 0
