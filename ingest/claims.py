@@ -15,6 +15,7 @@ import json
 import re
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -268,15 +269,16 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     tags = claim_tags(claim)
     boosted = dict(tags)
     extra: list[str] = []
-    if "exclusive" in intents and other_routes(tags):
+    others = other_routes(tags) if "exclusive" in intents else []
+    if others:
         # "Must be given intranasally": the studies that gave it another way are the test of it.
-        boosted["route"] = other_routes(tags)
-        extra = [_route_word(route) for route in boosted["route"]]
+        boosted["route"] = others
+        extra = [_route_word(route) for route in others]
     terms = list(dict.fromkeys(claim_terms(claim) + extra))
     costly = costly_terms(conn, terms)
     query = fts_query(claim, costly, extra)
     ranked = any(t not in costly for t in terms)
-    bonus = _sentence_bonus(conn, [t for t in terms if t in costly], "duration" in intents)
+    bonus = _sentence_bonus([t for t in terms if t in costly], "duration" in intents)
     rankings = [_relative(_fts_ranking(conn, query, ranked), "bm25", bonus)]
     if vectors is not None:
         rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine", bonus))
@@ -302,7 +304,7 @@ DURATION_BONUS = 0.5  # a duration claim: a sentence stating how long something 
 COMMON_BONUS = 0.5  # a sentence with every common claim word (left out of the query) counts this much more
 
 
-def _sentence_bonus(conn: sqlite3.Connection, common: list[str], duration: bool):
+def _sentence_bonus(common: list[str], duration: bool) -> Callable[[list[Sentence]], dict[int, float]]:
     """A factor per candidate sentence for what the FTS query could not weigh.
 
     The claim's common words ("ketamine", "depression") are left out of the query to keep it
@@ -392,7 +394,8 @@ def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None
                             text=row[5], context=row[6] or "", bm25=bm25, cosine=cosine)
 
 
-def _relative(ranking: list[tuple[str, Sentence]], measure: str, bonus=None) -> list[tuple[str, Sentence]]:
+def _relative(ranking: list[tuple[str, Sentence]], measure: str,
+              bonus: Callable[[list[Sentence]], dict[int, float]] | None = None) -> list[tuple[str, Sentence]]:
     """Each sentence's relevance in 0..1 within its ranking, then weighted by its section (and ``bonus``).
 
     bm25 (negative: lower is better) as a share of the best sentence's; cosine rescaled from the
