@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .http import FetchError, JsonApiClient, TransientBodyError
-from .pubmed import ParseError
+from .pubmed import load_json_page
 from .text import as_dict, clean_ws, json_int, parse_id
 
 DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2/"
@@ -48,7 +48,7 @@ def parse_studies_page(data: bytes) -> TrialsPage:
 
     Malformed JSON or a body without ``studies`` raises :class:`ParseError`.
     """
-    payload = _load_page(data)
+    payload = load_json_page(data, "ClinicalTrials.gov", "studies", list, "no studies list: not a /studies answer")
     page = TrialsPage(next_page_token=_text(payload.get("nextPageToken")),
                       total_count=json_int(payload.get("totalCount")))
     for number, study in enumerate(payload["studies"], 1):
@@ -57,16 +57,6 @@ def parse_studies_page(data: bytes) -> TrialsPage:
         except (ValueError, TypeError, AttributeError, RecursionError) as exc:
             page.errors.append(f"skipped study {number}: {exc}")
     return page
-
-
-def _load_page(data: bytes) -> dict:
-    try:
-        payload = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
-        raise ParseError(f"ClinicalTrials.gov page is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("studies"), list):
-        raise ParseError("ClinicalTrials.gov page has no studies list: not a /studies answer")
-    return payload
 
 
 def parse_study(study: dict) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .exports import split_inline_sections
 from .http import FetchError, JsonApiClient, TransientBodyError
-from .pubmed import ParseError, join_sections
+from .pubmed import ParseError, join_sections, load_json_page
 from .text import (
     MAX_HTML_TAGS,
     as_dict,
@@ -70,7 +70,7 @@ def parse_search_page(data: bytes) -> EuropePMCPage:
     A result that cannot be understood is reported in ``errors`` and the rest still parse.
     Malformed JSON or a body without ``resultList`` raises :class:`ParseError`.
     """
-    payload = _load_page(data)
+    payload = load_json_page(data, "Europe PMC", "resultList", dict, "no resultList: not a /search answer")
     page = EuropePMCPage(next_cursor=_text(payload.get("nextCursorMark")) or None,
                          hit_count=json_int(payload.get("hitCount")) or 0)
     results = payload["resultList"].get("result") or []
@@ -82,16 +82,6 @@ def parse_search_page(data: bytes) -> EuropePMCPage:
         except (ValueError, TypeError, AttributeError, RecursionError) as exc:
             page.errors.append(f"skipped Europe PMC result {number} ({_describe(result)}): {exc}")
     return page
-
-
-def _load_page(data: bytes) -> dict:
-    try:
-        payload = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
-        raise ParseError(f"Europe PMC page is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("resultList"), dict):
-        raise ParseError("Europe PMC page has no resultList: not a /search answer")
-    return payload
 
 
 def parse_result(result: dict) -> dict:

@@ -41,6 +41,17 @@ class ParseError(ValueError):
     """Malformed input; the message names what and where."""
 
 
+def load_json_page(data: bytes, source: str, key: str, kind: type, missing: str) -> dict:
+    """A JSON API page: an object whose ``key`` is a ``kind``; else ParseError naming ``source``."""
+    try:
+        payload = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
+        raise ParseError(f"{source} page is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get(key), kind):
+        raise ParseError(f"{source} page has {missing}")
+    return payload
+
+
 @dataclass
 class ParseResult:
     records: list[dict] = field(default_factory=list)
