@@ -161,6 +161,16 @@ def trial_url(nct_id: str | None) -> str | None:
     return f"https://clinicaltrials.gov/study/{nct_id}" if nct_id and _NCT.fullmatch(nct_id) else None
 
 
+def tag_label(labels: dict, tag_id: str) -> str:
+    """A tag's label (the id itself when the vocabulary lacks it)."""
+    return (labels.get(tag_id) or {}).get("label") or tag_id
+
+
+def labelled_tags(value, labels: dict) -> list[dict]:
+    """A JSON array of tag ids as [{id, label}]."""
+    return [{"id": t, "label": tag_label(labels, t)} for t in json_list(value)]
+
+
 async def study_detail(datasette, database: str, study_id: str) -> dict | None:
     db = datasette.get_database(database)
     tables = await _tables(db)
@@ -171,7 +181,7 @@ async def study_detail(datasette, database: str, study_id: str) -> dict | None:
     labels = await tag_labels(datasette, database)
 
     def labelled(column: str) -> list[dict]:
-        return [{"id": t, "label": (labels.get(t) or {}).get("label") or t} for t in json_list(study.get(column))]
+        return labelled_tags(study.get(column), labels)
 
     detail = {
         "study": study,
@@ -278,7 +288,7 @@ async def trial_detail(datasette, database: str, nct_id: str) -> dict | None:
     labels = await tag_labels(datasette, database)
 
     def labelled(column: str) -> list[dict]:
-        return [{"id": t, "label": (labels.get(t) or {}).get("label") or t} for t in json_list(trial.get(column))]
+        return labelled_tags(trial.get(column), labels)
 
     interventions = [i for i in json_list(trial.get("interventions")) if isinstance(i, dict)]
     detail = {
@@ -301,7 +311,7 @@ async def trial_detail(datasette, database: str, nct_id: str) -> dict | None:
             [nct_id],
         )
         for paper in papers:
-            paper["designs"] = [(labels.get(d) or {}).get("label") or d for d in json_list(paper["designs"])]
+            paper["designs"] = [tag_label(labels, d) for d in json_list(paper["designs"])]
             paper["pubmed_url"] = pubmed_url(paper["pmid"])
             paper["url"] = row_url(datasette, database, "studies", paper["id"])
             if paper["pmid"]:
@@ -369,7 +379,7 @@ def _chips(datasette, database: str, table: str, column: str, ids: list, labels:
     for tag_id in ids:
         if not isinstance(tag_id, str):
             return None
-        label = (labels.get(tag_id) or {}).get("label") or tag_id
+        label = tag_label(labels, tag_id)
         href = f"{base}?{column}__arraycontains={urllib.parse.quote_plus(tag_id)}"
         parts.append(Markup('<a class="kb-chip" href="{}" title="{}">{}</a>').format(href, tag_id, label))
     return Markup(" ").join(parts)
