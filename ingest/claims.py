@@ -197,7 +197,11 @@ def fts_query(claim: str, common: dict[str, float] | None = None, extra: list[st
     the index and carry no ranking signal. If every word is common, the rarest one is kept.
     ``extra``: more words to search for (the routes an exclusive claim leaves out).
     """
-    terms = list(dict.fromkeys(claim_terms(claim) + (extra or [])))
+    return terms_query(list(dict.fromkeys(claim_terms(claim) + (extra or []))), common)
+
+
+def terms_query(terms: list[str], common: dict[str, float] | None = None) -> str:
+    """fts_query for terms already worked out from the claim."""
     if common:
         rare = [t for t in terms if t not in common]
         terms = rare or sorted(terms, key=lambda t: common.get(t, 0.0))[:1]
@@ -264,7 +268,7 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     """Rank the studies bearing on ``claim``; hybrid when ``vectors`` is given, full-text otherwise."""
     conn = getattr(conn, "conn", conn)  # a sqlite_utils Database works too
     claim = validate_claim(claim)
-    _require_sentences(conn)
+    tables = _require_sentences(conn)
     intents = claim_intents(claim)
     tags = claim_tags(claim)
     boosted = dict(tags)
@@ -276,13 +280,13 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
         extra = [_route_word(route) for route in others]
     terms = list(dict.fromkeys(claim_terms(claim) + extra))
     costly = costly_terms(conn, terms)
-    query = fts_query(claim, costly, extra)
+    query = terms_query(terms, costly)
     ranked = any(t not in costly for t in terms)
     bonus = _sentence_bonus([t for t in terms if t in costly], "duration" in intents)
     rankings = [_relative(_fts_ranking(conn, query, ranked), "bm25", bonus)]
     if vectors is not None:
         rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine", bonus))
-    studies = _score_studies(conn, rankings, boosted, _abstract_ranking(conn, query) if ranked else {})
+    studies = _score_studies(conn, rankings, boosted, _abstract_ranking(conn, query, tables) if ranked else {})
     ranked = [s for s in studies if not s.retracted]
     for number, study in enumerate(ranked, 1):
         study.rank = number
@@ -337,10 +341,12 @@ def _common_share(candidates: list[Sentence], words: list[str]) -> dict[int, flo
         memory.close()
 
 
-def _require_sentences(conn: sqlite3.Connection) -> None:
+def _require_sentences(conn: sqlite3.Connection) -> set[str]:
+    """kb.db's table and view names; ClaimError when the sentence index is missing."""
     names = {r[0] for r in conn.execute("select name from sqlite_master where type in ('table', 'view')")}
     if not {"sentences", "sentences_fts", "studies"} <= names:
         raise ClaimError("this database has no sentence index (rebuild it with `kb build`)")
+    return names
 
 
 RANKED_SENTENCES_CAP = 5_000  # at most this many matching sentences are scored, the newest studies' first
@@ -433,10 +439,9 @@ def _study_rows(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict]:
     return out
 
 
-def _abstract_ranking(conn: sqlite3.Connection, query: str) -> dict[str, float]:
+def _abstract_ranking(conn: sqlite3.Connection, query: str, tables: set[str]) -> dict[str, float]:
     """Whole-abstract bm25 (studies_fts) as a share of the best: is the study about the claim at all?"""
-    names = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
-    if "studies_fts" not in names:
+    if "studies_fts" not in tables:
         return {}
     try:
         last = last_rowid_ranked(conn, "studies_fts", query, RANKED_STUDIES_CAP)
