@@ -526,11 +526,17 @@ class WordHashEmbedder:
                                    lambda texts: self.np.stack([self.vector(t) for t in texts]), self.vector)
 
 
-def test_side_database_build_reuse_and_hybrid_search(tmp_path, monkeypatch):
+@pytest.fixture
+def fake(monkeypatch):
+    """The word-hash embedder, registered as a model (numpy needed: the semantic extra)."""
     np = pytest.importorskip("numpy")
-    fake = WordHashEmbedder(np).embedder()
-    monkeypatch.setitem(embeddings.MODELS, fake.name, lambda: fake)
-    monkeypatch.setitem(embeddings._LOADED, fake.name, fake)
+    embedder = WordHashEmbedder(np).embedder()
+    monkeypatch.setitem(embeddings.MODELS, embedder.name, lambda: embedder)
+    monkeypatch.setitem(embeddings._LOADED, embedder.name, embedder)
+    return embedder
+
+
+def test_side_database_build_reuse_and_hybrid_search(tmp_path, fake):
     path = make_kb(tmp_path / "kb.db")
     first = embeddings.build_vectors(path, fake)
     assert first["embedded"] == first["total"] > 0 and (tmp_path / "kb-vectors.db").exists()
@@ -546,11 +552,7 @@ def test_side_database_build_reuse_and_hybrid_search(tmp_path, monkeypatch):
     assert "106" not in [s.pmid for s in result.results]
 
 
-def test_kb_check_uses_the_side_database_when_present(tmp_path, monkeypatch):
-    np = pytest.importorskip("numpy")
-    fake = WordHashEmbedder(np).embedder()
-    monkeypatch.setitem(embeddings.MODELS, fake.name, lambda: fake)
-    monkeypatch.setitem(embeddings._LOADED, fake.name, fake)
+def test_kb_check_uses_the_side_database_when_present(tmp_path, fake):
     path = make_kb(tmp_path / "kb.db")
     embeddings.build_vectors(path, fake)
     result = run("check", "frobnication of the bladder", "--db", str(path), "--json")
