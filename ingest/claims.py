@@ -679,7 +679,11 @@ def _duration_priority(kind: str) -> int:
 
 
 def load_gold(path: Any) -> list[dict[str, Any]]:
-    """Claims with the PMIDs a careful reader would cite: {"claim": ..., "pmids": [...]} per line."""
+    """Claims with the PMIDs a careful reader would cite: {"claim": ..., "pmids": [...]} per line.
+
+    A pooled set also lists every PMID judged for the claim ("judged") and those judged on topic
+    but not evidence ("related"); see tests/gold/GUIDE.md.
+    """
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
@@ -707,8 +711,11 @@ def evaluate(conn: Any, gold: list[dict[str, Any]], k: int = 10,
     per_claim = []
     for item in gold:
         ranked = [s.pmid for s in check_claim(conn, item["claim"], limit=k, vectors=vectors).results]
+        judged = set(item.get("judged") or ()) | set(item["pmids"])
         per_claim.append({"claim": item["claim"], "recall": recall_at_k(ranked, item["pmids"], k),
-                          "ndcg": ndcg_at_k(ranked, item["pmids"], k), "ranked": ranked})
+                          "ndcg": ndcg_at_k(ranked, item["pmids"], k), "ranked": ranked,
+                          "judged": sum(p in judged for p in ranked) / (len(ranked) or 1)})
     count = len(per_claim) or 1
     return {"recall": sum(c["recall"] for c in per_claim) / count,
-            "ndcg": sum(c["ndcg"] for c in per_claim) / count, "claims": per_claim}
+            "ndcg": sum(c["ndcg"] for c in per_claim) / count,
+            "judged": sum(c["judged"] for c in per_claim) / count, "claims": per_claim}

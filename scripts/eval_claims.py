@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 from ingest import build as builder  # noqa: E402
 from ingest.claims import evaluate, load_gold  # noqa: E402
 
+GOLD_FILES = ("claims.jsonl", "claims_holdout.jsonl", "claims_pooled.jsonl", "claims_holdout_pooled.jsonl")
+
 
 def kb_path(args: argparse.Namespace, workdir: Path) -> Path:
     if args.db:
@@ -54,7 +56,7 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--per-claim", action="store_true", help="print each claim's recall and nDCG")
     args = parser.parse_args()
-    gold_files = args.gold or [ROOT / "tests" / "gold" / name for name in ("claims.jsonl", "claims_holdout.jsonl")]
+    gold_files = args.gold or [ROOT / "tests" / "gold" / name for name in GOLD_FILES]
     with tempfile.TemporaryDirectory() as workdir:
         db = kb_path(args, Path(workdir))
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -66,7 +68,9 @@ def main() -> int:
             for mode, vectors in modes:
                 result = evaluate(conn, gold, args.k, vectors)
                 model = f" ({vectors.model}, {vectors.coverage:.0%} of sentences)" if vectors is not None else ""
-                print(f"{mode:<7} recall@{args.k} {result['recall']:.3f}  nDCG@{args.k} {result['ndcg']:.3f}{model}")
+                judged = f"  judged@{args.k} {result['judged']:.0%}" if any("judged" in g for g in gold) else ""
+                print(f"{mode:<7} recall@{args.k} {result['recall']:.3f}  nDCG@{args.k} {result['ndcg']:.3f}"
+                      f"{judged}{model}")
                 if args.per_claim:
                     for c in result["claims"]:
                         print(f"    {c['recall']:.2f} {c['ndcg']:.2f}  {c['claim']}")

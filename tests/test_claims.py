@@ -36,6 +36,7 @@ from ingest.schema import create_schema
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = Path(__file__).parent / "gold" / "claims.jsonl"
 HOLDOUT = Path(__file__).parent / "gold" / "claims_holdout.jsonl"  # annotated blind, never tuned on
+POOLED = {GOLD: GOLD.with_name("claims_pooled.jsonl"), HOLDOUT: HOLDOUT.with_name("claims_holdout_pooled.jsonl")}
 # Measured FTS-only recall@10 (scripts/eval_claims.py) minus a small margin: 0.688 and 0.373.
 FTS_RECALL_FLOOR = 0.65
 HOLDOUT_FTS_RECALL_FLOOR = 0.33
@@ -387,6 +388,27 @@ def test_gold_claims_are_pmids_only(path, size):
         assert all(p.isdigit() for p in item["pmids"])
 
 
+@pytest.mark.parametrize("original", [GOLD, HOLDOUT])
+def test_pooled_judgments_keep_every_original_pmid(original):
+    first = {item["claim"]: set(item["pmids"]) for item in load_gold(original)}
+    pooled = load_gold(POOLED[original])
+    assert [item["claim"] for item in pooled] == list(first)
+    for item in pooled:
+        assert set(item) == {"claim", "pmids", "related", "judged"}
+        relevant, related, judged = set(item["pmids"]), set(item["related"]), set(item["judged"])
+        assert all(p.isdigit() for p in judged)
+        assert first[item["claim"]] <= relevant <= judged and related <= judged and not relevant & related
+
+
+def test_evaluation_reports_the_share_of_the_top_k_that_was_judged(conn):
+    order = ranked(conn, "ketamine causes frobnication of the bladder", limit=20)
+    assert len(order) >= 4
+    gold = [{"claim": "ketamine causes frobnication of the bladder", "pmids": [order[0]], "judged": [order[2]]}]
+    result = evaluate(conn, gold, k=4)
+    assert result["judged"] == pytest.approx(2 / 4)  # the relevant one counts as judged
+    assert evaluate(conn, [{"claim": gold[0]["claim"], "pmids": [order[0]]}], k=4)["judged"] == pytest.approx(1 / 4)
+
+
 @pytest.fixture(scope="module")
 def corpus_kb(tmp_path_factory) -> Path:
     corpus = require_corpus()
@@ -395,10 +417,10 @@ def corpus_kb(tmp_path_factory) -> Path:
     return target
 
 
-@pytest.mark.parametrize("path", [GOLD, HOLDOUT])
+@pytest.mark.parametrize("path", [GOLD, HOLDOUT, *POOLED.values()])
 def test_gold_pmids_are_in_the_corpus(corpus_kb, path):
     ids = {r[0] for r in sqlite3.connect(corpus_kb).execute("select id from studies")}
-    missing = {p for item in load_gold(path) for p in item["pmids"]} - ids
+    missing = {p for item in load_gold(path) for p in item["pmids"] + item.get("judged", [])} - ids
     assert not missing
 
 
