@@ -284,6 +284,11 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     ranked = any(t not in costly for t in terms)
     bonus = _sentence_bonus([t for t in terms if t in costly], "duration" in intents)
     rankings = [_relative(_fts_ranking(conn, query, ranked), "bm25", bonus)]
+    counter = counter_query(tags.get("drug", []), others)
+    if counter:
+        # The other routes OR-ed into the main query match any sentence naming a route; the
+        # counter-evidence is a sentence naming the drug and another route together.
+        rankings.append(_relative(_fts_ranking(conn, counter), "bm25", bonus))
     if vectors is not None:
         rankings.append(_relative(_vector_ranking(conn, vectors, claim), "cosine", bonus))
     studies = _score_studies(conn, rankings, boosted, _abstract_ranking(conn, query, tables) if ranked else {})
@@ -295,6 +300,21 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
         results=ranked[:limit], retracted=[s for s in studies if s.retracted],
         glance=evidence_at_a_glance(conn, ranked, limit),
     )
+
+
+def counter_query(drugs: list[str], routes: list[str]) -> str:
+    """FTS query for sentences naming one of the drugs and one of the routes ("oral esketamine"); "" without both."""
+    if not drugs or not routes:
+        return ""
+    drug_words = [_tag_word(d) for d in drugs]
+    return "(" + terms_query(drug_words) + ") AND (" + terms_query([_route_word(r) for r in routes]) + ")"
+
+
+def _tag_word(tag_id: str) -> str:
+    """A drug's word in abstracts: its label's first word ("Ketamine (racemic)" -> "ketamine")."""
+    from .tagger import read_vocabulary
+
+    return read_vocabulary().tags[tag_id].label.split()[0].lower()
 
 
 def _route_word(route_id: str) -> str:

@@ -23,6 +23,7 @@ from ingest.claims import (
     claim_intents,
     claim_tags,
     claim_terms,
+    counter_query,
     evaluate,
     fts_query,
     load_gold,
@@ -461,6 +462,11 @@ INTENT_STUDIES = [
     study("206", "Heart study", ["rct"], [("results", "Systolic blood pressure rose by 20 mmHg.")],
           side_effects=["blood_pressure"]),
     study("207", "Bed study", ["rct"], [("results", "Pressure ulcers were rare.")]),
+    study("208", "Routes of antidepressants", ["systematic_review"],
+          [("results", "Intravenous, oral, subcutaneous and intramuscular routes of antidepressants were compared.")],
+          drugs=["esketamine"], routes=["iv", "oral", "subcutaneous", "intramuscular"]),
+    study("209", "Mood study", ["rct"], [("results", "Subcutaneous esketamine improved mood scores.")],
+          drugs=["esketamine"], routes=["subcutaneous"]),
 ]
 
 
@@ -491,6 +497,15 @@ def test_exclusive_claim_brings_up_studies_that_used_another_route(intent_conn):
     assert "oral" in result.results[0].components["shared_tags"]
     # Without "must", the nasal-spray studies come first.
     assert ranked(intent_conn, "esketamine is given intranasally")[0] in {"201", "202"}
+
+
+def test_exclusive_claim_prefers_the_drug_named_with_another_route(intent_conn):
+    # A review listing every route matches more route words; the study that gave esketamine
+    # under the skin is the counter-evidence.
+    assert counter_query(["esketamine"], ["subcutaneous", "oral"]) == '("esketamine") AND ("subcutaneous" OR "oral")'
+    assert counter_query([], ["oral"]) == ""
+    order = ranked(intent_conn, "esketamine must be given intranasally", limit=10)
+    assert order.index("209") < order.index("208")
 
 
 def test_duration_claim_prefers_the_sentence_that_says_how_long(intent_conn):
