@@ -184,6 +184,7 @@ def test_lay_words_also_search_for_the_terms_abstracts_use():
     assert claim_terms("ketamine taken by mouth works") == ["ketamine", "mouth", "oral"]
     assert claim_terms("it can stop people breathing") == ["breathing", "respiratory"]
     assert fts_query("serotonin") == '"serotonin" OR "5-ht" OR "serotonergic"'
+    assert "anhedonia" in claim_terms("ketamine brings back the ability to feel pleasure")
 
 
 @pytest.mark.parametrize("claim", ["", "   ", "the and of", "* ? !"])
@@ -519,6 +520,8 @@ def test_lay_wording_tags_the_claim():
     assert set(claim_tags("ketamine works for depression")["indication"]) == {"mdd", "trd"}
     # A named kind of depression is not widened to MDD and TRD.
     assert claim_tags("ketamine treats bipolar depression")["indication"] == ["bipolar_depression"]
+    assert claim_tags("ketamine helps the brain grow new connections")["mechanism"] == ["synaptogenesis"]
+    assert claim_tags("recreational ketamine use is rising among partygoers")["side_effect"] == ["abuse"]
 
 
 def test_lay_tag_boost_separates_same_words_different_topic(intent_conn):
