@@ -7,8 +7,10 @@ Without --db, kb.db is built from CORPUS/pubmed into a temporary folder (as `kb 
 --from-dir` does). Hybrid needs the `semantic` extra and the vector index (`kb embed --db
 DB`); without them only the full-text figures are printed. Gold (PMIDs chosen by reading the
 abstracts; recall@k counts out of min(gold, k)): tests/gold/claims.jsonl, the set the ranking
-was tuned on, and tests/gold/claims_holdout.jsonl, annotated afterwards without looking at the
-tool's output and never tuned on.
+was tuned on; claims_holdout.jsonl, annotated blind and held out until its failures guided the
+claim vocabulary; claims_test.jsonl, written and annotated blind and never tuned on. Then the
+same claims judged again over a pool of several rankings (*_pooled.jsonl, see
+tests/gold/GUIDE.md), with the share of the top k that was judged.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 from ingest import build as builder  # noqa: E402
 from ingest.claims import evaluate, load_gold  # noqa: E402
 
-GOLD_FILES = ("claims.jsonl", "claims_holdout.jsonl", "claims_pooled.jsonl", "claims_holdout_pooled.jsonl")
+GOLD_FILES = ("claims.jsonl", "claims_holdout.jsonl", "claims_test.jsonl",
+              "claims_pooled.jsonl", "claims_holdout_pooled.jsonl", "claims_test_pooled.jsonl")
 
 
 def kb_path(args: argparse.Namespace, workdir: Path) -> Path:
