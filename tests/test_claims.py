@@ -40,9 +40,9 @@ HOLDOUT = Path(__file__).parent / "gold" / "claims_holdout.jsonl"  # annotated b
 TEST = Path(__file__).parent / "gold" / "claims_test.jsonl"  # written and annotated blind; never tuned on
 POOLED = {path: path.with_name(path.stem + "_pooled.jsonl") for path in (GOLD, HOLDOUT, TEST)}
 # Measured FTS-only recall@10 (scripts/eval_claims.py) minus a small margin, so that a change
-# that makes the ranking worse fails here: 0.691, 0.516, 0.501; pooled 0.773, 0.535, 0.517.
+# that makes the ranking worse fails here: 0.691, 0.516, 0.501; pooled 0.773, 0.570, 0.517.
 FTS_RECALL_FLOORS = {GOLD: 0.65, HOLDOUT: 0.48, TEST: 0.46,
-                     POOLED[GOLD]: 0.74, POOLED[HOLDOUT]: 0.50, POOLED[TEST]: 0.48}
+                     POOLED[GOLD]: 0.74, POOLED[HOLDOUT]: 0.53, POOLED[TEST]: 0.48}
 
 # One sentence several studies share word for word, so only design, section, population,
 # tags and retraction can tell them apart.
