@@ -277,7 +277,7 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     if others:
         # "Must be given intranasally": the studies that gave it another way are the test of it.
         boosted["route"] = others
-        extra = [_route_word(route) for route in others]
+        extra = [_tag_word(route) for route in others]
     terms = list(dict.fromkeys(claim_terms(claim) + extra))
     costly = costly_terms(conn, terms)
     query = terms_query(terms, costly)
@@ -306,22 +306,15 @@ def counter_query(drugs: list[str], routes: list[str]) -> str:
     """FTS query for sentences naming one of the drugs and one of the routes ("oral esketamine"); "" without both."""
     if not drugs or not routes:
         return ""
-    drug_words = [_tag_word(d) for d in drugs]
-    return "(" + terms_query(drug_words) + ") AND (" + terms_query([_route_word(r) for r in routes]) + ")"
+    drug_words, route_words = [_tag_word(d) for d in drugs], [_tag_word(r) for r in routes]
+    return f"({terms_query(drug_words)}) AND ({terms_query(route_words)})"
 
 
 def _tag_word(tag_id: str) -> str:
-    """A drug's word in abstracts: its label's first word ("Ketamine (racemic)" -> "ketamine")."""
+    """The word abstracts use for a drug or route: its label's first word ("Ketamine (racemic)", "Oral")."""
     from .tagger import read_vocabulary
 
     return read_vocabulary().tags[tag_id].label.split()[0].lower()
-
-
-def _route_word(route_id: str) -> str:
-    """The word abstracts use for a route: its label's first word ("Intravenous", "Sublingual / buccal")."""
-    from .tagger import read_vocabulary
-
-    return read_vocabulary().tags[route_id].label.split()[0].lower()
 
 
 DURATION_BONUS = 0.5  # a duration claim: a sentence stating how long something lasted counts this much more
