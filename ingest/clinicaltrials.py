@@ -7,12 +7,11 @@ Missing scalar values are ``None`` and missing lists ``[]``, whichever modules a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .http import FetchError, JsonApiClient, TransientBodyError
+from .http import FetchError, JsonApiClient, TransientBodyError, decode_json_body
 from .pubmed import load_json_page
 from .text import as_dict, clean_ws, json_int, parse_id
 
@@ -204,13 +203,7 @@ def _paragraphs(value) -> str | None:
 
 def check_trials_body(content: bytes) -> dict:
     """The decoded page, or :class:`TransientBodyError` for an HTML page or broken JSON."""
-    head = content[:1024].lstrip().lower()
-    if head.startswith(b"<"):
-        raise TransientBodyError("ClinicalTrials.gov returned an HTML page instead of JSON (service unavailable?)")
-    try:
-        payload = json.loads(content)
-    except (ValueError, RecursionError) as exc:
-        raise TransientBodyError(f"ClinicalTrials.gov returned truncated or invalid JSON: {str(exc)[:200]}") from exc
+    payload = decode_json_body(content, "ClinicalTrials.gov")
     if not isinstance(payload, dict) or not isinstance(payload.get("studies"), list):
         raise TransientBodyError("ClinicalTrials.gov answer has no studies list")
     return payload

@@ -7,13 +7,12 @@ Fetching and parsing are kept apart: :class:`EuropePMCClient` yields raw JSON pa
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .exports import split_inline_sections
-from .http import FetchError, JsonApiClient, TransientBodyError
+from .http import FetchError, JsonApiClient, TransientBodyError, decode_json_body
 from .pubmed import ParseError, join_sections, load_json_page
 from .text import (
     MAX_HTML_TAGS,
@@ -331,13 +330,7 @@ def _describe(result) -> str:
 
 def check_europepmc_body(content: bytes) -> dict:
     """The decoded page, or :class:`TransientBodyError` for an HTML page or broken JSON."""
-    head = content[:1024].lstrip().lower()
-    if head.startswith(b"<"):
-        raise TransientBodyError("Europe PMC returned an HTML page instead of JSON (service unavailable?)")
-    try:
-        payload = json.loads(content)
-    except (ValueError, RecursionError) as exc:
-        raise TransientBodyError(f"Europe PMC returned truncated or invalid JSON: {str(exc)[:200]}") from exc
+    payload = decode_json_body(content, "Europe PMC")
     if not isinstance(payload, dict) or not isinstance(payload.get("resultList"), dict):
         detail = _text(payload.get("errMsg"))[:200] if isinstance(payload, dict) else None
         raise TransientBodyError(f"Europe PMC answer has no resultList{f': {detail}' if detail else ''}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -200,6 +201,16 @@ class ApiClient:
             self.session, self.base_url + endpoint, params=params, check=check, limiter=self.limiter,
             attempts=self.retries, backoff=self.backoff, timeout=self.timeout, use_cache=use_cache,
         )
+
+
+def decode_json_body(content: bytes, source: str) -> object:
+    """A JSON answer decoded, or TransientBodyError for an HTML page ("service unavailable") or broken JSON."""
+    if content[:1024].lstrip().lower().startswith(b"<"):
+        raise TransientBodyError(f"{source} returned an HTML page instead of JSON (service unavailable?)")
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError) as exc:
+        raise TransientBodyError(f"{source} returned truncated or invalid JSON: {str(exc)[:200]}") from exc
 
 
 class JsonApiClient(ApiClient):
