@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from . import build as builder
-from . import clinicaltrials, europepmc
-from .checkpoint import PageCache
-from .http import FetchError, make_session
-from .pubmed import DEFAULT_BASE_URL, DEFAULT_QUERY, NCBIError, ParseError, PubMedClient
+from .db import build as builder
+from .db.atomic import BuildError
+from .db.collect import Collected, collect_file, collect_pages
+from .records import ParseError
+from .sources import clinicaltrials, europepmc
+from .sources.checkpoint import PageCache
+from .sources.formats import FORMAT_NAMES, SOURCES
+from .sources.http import FetchError, make_session
+from .sources.pubmed import DEFAULT_BASE_URL, DEFAULT_QUERY, NCBIError, PubMedClient
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "kb.db"
 
 
@@ -76,8 +78,8 @@ def cli() -> None:
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
               help="Database file to (re)build.")
 @click.option("--from-dir", type=click.Path(path_type=Path),
-              help="Build offline from every PubMed XML (.xml, .xml.gz), MEDLINE (.nbib, .txt) and RIS file in DIR.")
-@click.option("--source", "sources", multiple=True, type=click.Choice(builder.SOURCES),
+              help=f"Build offline from every file under DIR: {FORMAT_NAMES}.")
+@click.option("--source", "sources", multiple=True, type=click.Choice(SOURCES),
               help="Source to ingest (repeatable). Default: all three.")
 @click.option("--query", default=DEFAULT_QUERY, show_default=True, help="PubMed search to run.")
 @click.option("--api-key", envvar="NCBI_API_KEY", help="NCBI API key (10 requests/s instead of 3). Env: NCBI_API_KEY.")
@@ -119,7 +121,7 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
     """
     progress = not no_progress
     target = Path(db_path)
-    sources = sources or builder.SOURCES
+    sources = sources or SOURCES
     try:
         if from_dir is not None:
             stats = builder.build_from_dir(target, from_dir, sources, progress)
@@ -135,24 +137,24 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
                                           clinicaltrials_url, batch_size, options, progress, cache)
                 stats = builder.build(target, collected, ",".join(sources), "network", query=query,
                                       progress=progress)
-            except (builder.BuildError, FetchError, NCBIError, ParseError) as exc:
+            except (BuildError, FetchError, NCBIError, ParseError) as exc:
                 if cache.pages():
                     raise type(exc)(f"{exc} ({cache.pages()} pages kept in {cache.directory}: "
                                     "run again to resume)") from exc
                 raise
             cache.clear()
-    except (builder.BuildError, FetchError, NCBIError, ParseError) as exc:
+    except (BuildError, FetchError, NCBIError, ParseError) as exc:
         fail(str(exc))
     report(stats)
 
 
 def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
-                  batch_size, options: dict, progress, cache: PageCache | None = None) -> builder.Collected:
+                  batch_size, options: dict, progress, cache: PageCache | None = None) -> Collected:
     """Every record of every selected source, merged as it arrives.
 
     ``options``: retries, backoff, timeout and rate, shared by the three clients.
     """
-    collected = builder.Collected()
+    collected = Collected()
 
     def client_options() -> dict:
         session = make_session(retries=options["retries"], backoff=options["backoff"])
@@ -161,13 +163,13 @@ def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clini
 
     if "pubmed" in sources:
         client = PubMedClient(base_url=base_url, api_key=api_key, email=email, **client_options())
-        builder.collect_pages(client.fetch_batches(query, batch_size, progress), "pubmed", collected)
+        collect_pages(client.fetch_batches(query, batch_size, progress), "pubmed", collected)
     if "europepmc" in sources:
         epmc = europepmc.EuropePMCClient(base_url=europepmc_url, **client_options())
-        builder.collect_pages(epmc.search_pages(progress=progress), "europepmc", collected)
+        collect_pages(epmc.search_pages(progress=progress), "europepmc", collected)
     if "clinicaltrials" in sources:
         ctgov = clinicaltrials.ClinicalTrialsClient(base_url=clinicaltrials_url, **client_options())
-        builder.collect_pages(ctgov.pages(progress=progress), "clinicaltrials", collected)
+        collect_pages(ctgov.pages(progress=progress), "clinicaltrials", collected)
     return collected
 
 
@@ -176,7 +178,10 @@ def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clini
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
               help="Existing database to add to.")
 def import_(file, db_path):
-    """Add one PubMed XML, MEDLINE (.nbib/.txt) or RIS file to an existing kb.db.
+    """Add one file to an existing kb.db: PubMed XML (.xml, .xml.gz), MEDLINE (.nbib, .txt),
+    RIS (.ris), a Europe PMC search page or a ClinicalTrials.gov v2 /studies page (.json, .json.gz).
+
+    The format is recognised from the content, not the name.
 
     Records already in kb.db are merged field by field (nothing is lost, the richer
     value wins); a newer PubMed version replaces an older one; DeleteCitation entries
@@ -193,20 +198,20 @@ def import_(file, db_path):
         fail(f"{file}: no such file")
     if not file.is_file():
         fail(f"{file}: not a regular file")
-    collected = builder.Collected()
-    builder.collect_file(collected, file)
+    collected = Collected()
+    collect_file(collected, file)
     if not collected.files:
         fail(collected.errors[0] if collected.errors else f"{file}: nothing to import")
     try:
         stats = builder.import_into(target, collected, "file", [str(file)])
-    except builder.BuildError as exc:
+    except BuildError as exc:
         fail(str(exc))
     report(stats)
 
 
 def _record_from_json(item: dict) -> dict:
     """A tagger record from a user's JSON object (title, abstract, optional MeSH and types)."""
-    from .exports import split_inline_sections
+    from .records import split_inline_sections
 
     if not isinstance(item, dict):
         raise ValueError("each line must be a JSON object")
@@ -241,7 +246,7 @@ def tag_text(input, output):
     """
     import json
 
-    from .tagger import load_vocabulary, tag_record
+    from .tagging import load_vocabulary, tag_record
 
     vocab = load_vocabulary()
     problems = 0
@@ -261,71 +266,9 @@ def tag_text(input, output):
         sys.exit(1)
 
 
-def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -> list[str]:
-    args = [
-        sys.executable, "-m", "datasette", "serve", "-i", str(db_path),
-        "--host", host, "--port", str(port),
-        "--setting", "sql_time_limit_ms", "1500",
-        "--setting", "max_returned_rows", "1000",
-        "--setting", "facet_time_limit_ms", "500",
-        "--setting", "default_page_size", "50",
-        # Facet suggestions scan every column on every table page: seconds at 100k studies.
-        "--setting", "suggest_facets", "off",
-        "--setting", "truncate_cells_html", "300",
-    ]
-    if metadata:
-        args += ["--metadata", str(metadata)]
-    for folder, flag in (("templates", "--template-dir"), ("plugins", "--plugins-dir"), ("static", None)):
-        path = Path(__file__).resolve().parent / folder
-        if path.is_dir() and flag:
-            args += [flag, str(path)]
-        elif path.is_dir():
-            args += ["--static", f"static:{path}"]
-    return args
+# Subcommands that live beside their stage.
+from .claims.cli import check, embed  # noqa: E402
+from .site.cli import serve  # noqa: E402
 
-
-def served_path(db_path: Path) -> Path:
-    """The database as Datasette must see it: named kb.db, so metadata.yml's `kb` section applies."""
-    if db_path.name == "kb.db":
-        return db_path
-    import tempfile
-
-    link = Path(tempfile.mkdtemp(prefix="kb-serve-")) / "kb.db"
-    link.symlink_to(db_path.resolve())
-    return link
-
-
-@cli.command()
-@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="Database to serve.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("-p", "--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
-              help="Port (0 picks a free one).")
-@click.option("--metadata", type=click.Path(dir_okay=False, path_type=Path),
-              default=lambda: str(REPO_ROOT / "metadata.yml"), show_default="metadata.yml",
-              help="Datasette metadata file.")
-def serve(db_path, host, port, metadata):
-    """Serve kb.db read-only (immutable) with Datasette.
-
-    \b
-    Examples:
-        kb serve
-        kb serve --port 8080 --host 0.0.0.0
-    """
-    if not db_path.exists():
-        fail(f"{db_path}: no such database (run `kb build` first)")
-    if metadata and not Path(metadata).exists():
-        fail(f"{metadata}: no such metadata file")
-    args = datasette_args(served_path(db_path), host, port, metadata)
-    click.echo(f"Serving {db_path} read-only at http://{host}:{port}/", err=True)
-    # Replace this process: signals sent to `kb serve` reach Datasette itself.
-    os.execve(args[0], args, {**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-from .claims_cli import check  # noqa: E402
-
-cli.add_command(check)
-
-from .claims_cli import embed  # noqa: E402
-
-cli.add_command(embed)
+for command in (check, embed, serve):
+    cli.add_command(command)

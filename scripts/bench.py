@@ -4,7 +4,7 @@
 Usage: python scripts/bench.py [--corpus ../shared/corpus] [--synthetic 1000000] [--skip-synthetic]
 
 1. Full rebuild of the shared corpus with `kb build --from-dir` (target < 30 s).
-2. Parse throughput, records/s: ingest.pubmed.parse_pubmed_xml against a straightforward
+2. Parse throughput, records/s: ingest.sources.pubmed.parse_pubmed_xml against a straightforward
    xml.etree.ElementTree parse of the same file (a synthetic PubmedArticleSet made of the
    corpus's real efetch articles with new PMIDs), both extracting the same basic fields.
 3. FTS latency (the `search` canned query of metadata.yml, as Datasette runs it) and claim-check
@@ -34,8 +34,8 @@ import yaml  # noqa: E402
 from datasette.utils import escape_fts  # noqa: E402
 from synthetic import build_synthetic, xml_corpus  # noqa: E402
 
-from ingest.pubmed import parse_pubmed_xml  # noqa: E402
-from ingest.schema import refresh_term_docs  # noqa: E402
+from ingest.db.schema import refresh_term_docs  # noqa: E402
+from ingest.sources.pubmed import parse_pubmed_xml  # noqa: E402
 
 FTS_TERMS = [
     "dissociation", "esketamine nasal spray", "suicidal ideation", "cystitis", "bdnf", "mtor", "remission",
@@ -105,7 +105,7 @@ def bench_parse(corpus: Path, records: int, repeat: int) -> None:
         plain.append(time.perf_counter() - started)
     assert len(parsed.records) == len(simple) == records
     print(f"2. parse {records:,} efetch records ({len(data) / 1e6:.0f} MB): "
-          f"ingest.pubmed {records / min(ours):,.0f} records/s (all fields, markup-safe); "
+          f"ingest.sources.pubmed {records / min(ours):,.0f} records/s (all fields, markup-safe); "
           f"straightforward ElementTree {records / min(plain):,.0f} records/s (7 fields)")
 
 

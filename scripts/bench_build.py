@@ -27,15 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest import build as builder  # noqa: E402
-from ingest.tagger import load_vocabulary, tag_record  # noqa: E402
+from ingest.db import build as builder  # noqa: E402
+from ingest.tagging import load_vocabulary, tag_record  # noqa: E402
 
 # The `kb` command, with or without the derivers (tagging and the sentence index).
-CLI = ("import sys\nfrom ingest import build\n{switch}from ingest.cli import cli\n"
+CLI = ("import sys\nfrom ingest.db import build\n{switch}from ingest.cli import cli\n"
        "sys.argv[0] = 'kb'\ncli()\n")
 SWITCHES = {
     "without tagging": "build.default_derivers = lambda: []\n",
-    "tags only": ("from ingest.tag_store import Tagging\n"
+    "tags only": ("from ingest.db.tags import Tagging\n"
                   "build.default_derivers = lambda: [Tagging(sentences=False)]\n"),
     "with tagging": "",
 }
@@ -57,7 +57,7 @@ def run_cli(folder: Path, target: Path, mode: str) -> tuple[float, float]:
 
 
 def run_in_process(folder: Path, target: Path, mode: str) -> float:
-    from ingest.tag_store import Tagging
+    from ingest.db.tags import Tagging
 
     derivers = {"without tagging": [], "tags only": [Tagging(sentences=False)], "with tagging": None}[mode]
     started = time.perf_counter()

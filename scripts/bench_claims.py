@@ -22,8 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest import build as builder  # noqa: E402
-from ingest.claims import check_claim, load_gold  # noqa: E402
+from claim_eval import load_gold  # noqa: E402
+
+from ingest.claims import check_claim  # noqa: E402
+from ingest.db import build as builder  # noqa: E402
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -61,7 +63,7 @@ def main() -> int:
         print(f"{len(claims)} claims x {args.repeat}, {sentences} sentences, db={db}")
         modes = [("fts", None)]
         try:
-            from ingest.embeddings import SemanticUnavailable, load_index
+            from ingest.claims.embeddings import SemanticUnavailable, load_index
 
             started = time.perf_counter()
             index = load_index(db)

@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest import build as builder  # noqa: E402
-from ingest.claims import evaluate, load_gold  # noqa: E402
+from claim_eval import evaluate, load_gold  # noqa: E402
+
+from ingest.db import build as builder  # noqa: E402
 
 GOLD_FILES = ("claims.jsonl", "claims_holdout.jsonl", "claims_test.jsonl",
               "claims_pooled.jsonl", "claims_holdout_pooled.jsonl", "claims_test_pooled.jsonl")
@@ -41,7 +42,7 @@ def kb_path(args: argparse.Namespace, workdir: Path) -> Path:
 
 def vector_index(db: Path):
     try:
-        from ingest.embeddings import SemanticUnavailable, load_index
+        from ingest.claims.embeddings import SemanticUnavailable, load_index
     except ImportError as exc:  # pragma: no cover - the module itself needs no extra
         return None, str(exc)
     try:

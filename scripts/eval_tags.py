@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest.build import collect_dir  # noqa: E402
-from ingest.tag_eval import EVAL_KINDS, errors, load_gold, predict, score  # noqa: E402
+from tag_eval import EVAL_KINDS, errors, load_gold, predict, score  # noqa: E402
+
+from ingest.db.collect import collect_dir  # noqa: E402
 
 
 def main() -> int:

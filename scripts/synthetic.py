@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest import build as builder  # noqa: E402
-from ingest.schema import create_fts, create_schema, refresh_term_docs  # noqa: E402
-from ingest.sentences import record_sentences  # noqa: E402
-from ingest.tag_store import Tagging  # noqa: E402
+from ingest.db import build as builder  # noqa: E402
+from ingest.db.schema import create_fts, create_schema, refresh_term_docs  # noqa: E402
+from ingest.db.tags import Tagging  # noqa: E402
+from ingest.tagging.sentences import record_sentences  # noqa: E402
 
 
 def real_material(corpus: Path) -> dict:

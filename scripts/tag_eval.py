@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tagger import load_vocabulary, tag_record
+from ingest.tagging import load_vocabulary, tag_record
 
 EVAL_KINDS = ("indication", "mechanism", "side_effect", "side_effect_absent", "design", "drug", "route")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CORPUS = Path(os.environ.get("KB_CORPUS", ROOT.parent / "shared" / "corpus"))
+# Evaluation code (tag_eval, claim_eval) lives in scripts/, outside the product.
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def require_corpus() -> Path:

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from ingest import build as builder
-from ingest.exports import parse_medline
-from ingest.pubmed import parse_pubmed_xml
-from ingest.store import read_record
+from ingest.db import build as builder
+from ingest.db import collect, derive
+from ingest.db.studies import read_record
+from ingest.sources.files import parse_medline
+from ingest.sources.pubmed import parse_pubmed_xml
 
 
 def digest(path: Path) -> str:
@@ -111,7 +112,7 @@ def test_import_merges_into_existing_db(inputs, tmp_path, fixtures):
     target = tmp_path / "kb.db"
     build_dir(inputs, target)
     collected = builder.Collected()
-    builder.collect_file(collected, fixtures / "pubmed" / "export.ris")
+    collect.collect_file(collected, fixtures / "pubmed" / "export.ris")
     stats = builder.import_into(target, collected, "file", ["export.ris"])
     db = sqlite_utils.Database(target)
     assert stats["studies_total"] == 5
@@ -134,7 +135,7 @@ def test_import_applies_versions_and_deletions(inputs, tmp_path, fixtures):
     target = tmp_path / "kb.db"
     build_dir(inputs, target)
     collected = builder.Collected()
-    builder.collect_file(collected, fixtures / "pubmed" / "update_v2.xml")
+    collect.collect_file(collected, fixtures / "pubmed" / "update_v2.xml")
     builder.import_into(target, collected, "file", ["update_v2.xml"])
     db = sqlite_utils.Database(target)
     assert db["studies"].get("17000002")["pmid_version"] == 2
@@ -162,7 +163,7 @@ def test_removed_value_really_disappears_on_new_version(tmp_path):
 
 def _collect(path: Path) -> builder.Collected:
     collected = builder.Collected()
-    builder.collect_file(collected, path)
+    collect.collect_file(collected, path)
     return collected
 
 
@@ -305,7 +306,7 @@ def test_tags_computed_while_parsing_are_those_of_the_merged_record(tmp_path, mo
     (folder / "b.nbib").write_text(_medline(7, longer), encoding="utf-8")
     early = tmp_path / "early.db"
     builder.build_from_dir(early, folder)
-    monkeypatch.setattr(builder, "_workers", lambda: 1)  # everything tagged in this process
+    monkeypatch.setattr(derive, "_workers", lambda: 1)  # everything tagged in this process
     inline = tmp_path / "inline.db"
     builder.build_from_dir(inline, folder)
     assert _dump(early) == _dump(inline)
@@ -317,7 +318,7 @@ def test_tags_computed_while_parsing_are_those_of_the_merged_record(tmp_path, mo
 def test_shared_corpus_tagged_in_workers_equals_tagged_in_one_process(corpus, tmp_path, monkeypatch):
     early = tmp_path / "early.db"
     builder.build_from_dir(early, corpus)
-    monkeypatch.setattr(builder, "_workers", lambda: 1)
+    monkeypatch.setattr(derive, "_workers", lambda: 1)
     inline = tmp_path / "inline.db"
     builder.build_from_dir(inline, corpus)
     assert _dump(early) == _dump(inline)
@@ -343,7 +344,7 @@ def test_studies_are_stored_newest_first_and_term_counts_follow_imports(inputs, 
 
 
 def test_tagging_without_the_sentence_index(inputs, tmp_path):
-    from ingest.tag_store import Tagging
+    from ingest.db.tags import Tagging
 
     target = tmp_path / "kb.db"
     builder.build_from_dir(target, inputs, derivers=[Tagging(sentences=False)])

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
+from claim_eval import evaluate, load_gold, ndcg_at_k, recall_at_k
 from click.testing import CliRunner
 from conftest import require_corpus
 from datasette.app import Datasette
 
-from ingest import build as builder
-from ingest import embeddings
 from ingest.claims import (
     ClaimError,
     check_claim,
@@ -24,15 +23,17 @@ from ingest.claims import (
     claim_tags,
     claim_terms,
     counter_query,
-    evaluate,
+    embeddings,
     fts_query,
-    load_gold,
-    ndcg_at_k,
-    recall_at_k,
+    results,
+    retrieve,
+    score,
     states_duration,
 )
+from ingest.claims import check as claim_check
 from ingest.cli import cli
-from ingest.schema import create_schema
+from ingest.db import build as builder
+from ingest.db.schema import create_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = Path(__file__).parent / "gold" / "claims.jsonl"
@@ -325,8 +326,8 @@ def test_embed_without_a_database_fails_in_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def datasette(kb) -> Datasette:
-    return Datasette(immutables=[str(kb)], plugins_dir=str(ROOT / "ingest" / "plugins"),
-                     template_dir=str(ROOT / "ingest" / "templates"))
+    return Datasette(immutables=[str(kb)], plugins_dir=str(ROOT / "ingest" / "site" / "plugins"),
+                     template_dir=str(ROOT / "ingest" / "site" / "templates"))
 
 
 def get(ds, **params):
@@ -351,8 +352,8 @@ def test_page_escapes_record_text(tmp_path):
     evil = study("201", "<img src=x onerror=alert(1)> frobnication", ["rct"],
                  [("results", "<script>document.cookie</script> frobnication of the bladder")])
     path = make_kb(tmp_path / "kb.db", [evil])
-    ds = Datasette(immutables=[str(path)], plugins_dir=str(ROOT / "ingest" / "plugins"),
-                   template_dir=str(ROOT / "ingest" / "templates"))
+    ds = Datasette(immutables=[str(path)], plugins_dir=str(ROOT / "ingest" / "site" / "plugins"),
+                   template_dir=str(ROOT / "ingest" / "site" / "templates"))
     page = get(ds, claim="frobnication bladder", mode="fts")
     assert "<script>document" not in page.text and "<img src=x" not in page.text
     assert "&lt;script&gt;document.cookie" in page.text
@@ -438,14 +439,12 @@ def test_fts_recall_floor_on_the_gold_claims(corpus_kb, path, floor):
 def test_ranking_is_capped_at_the_newest_matches(conn, monkeypatch):
     # BM25 scores every row it ranks; past the cap only the lowest rowids (the newest studies,
     # kb.db stores them first) are ranked.
-    from ingest import claims
-
     matches = [r[0] for r in conn.execute(
         "select rowid from sentences_fts where sentences_fts match 'frobnication' order by rowid")]
-    assert claims.last_rowid_ranked(conn, "sentences_fts", '"frobnication"', 2) == matches[1]
-    assert claims.last_rowid_ranked(conn, "sentences_fts", '"frobnication"', 10_000) == 2**63 - 1
-    monkeypatch.setattr(claims, "RANKED_SENTENCES_CAP", 1)
-    monkeypatch.setattr(claims, "RANKED_STUDIES_CAP", 1)
+    assert retrieve.last_rowid_ranked(conn, "sentences_fts", '"frobnication"', 2) == matches[1]
+    assert retrieve.last_rowid_ranked(conn, "sentences_fts", '"frobnication"', 10_000) == 2**63 - 1
+    monkeypatch.setattr(retrieve, "RANKED_SENTENCES_CAP", 1)
+    monkeypatch.setattr(retrieve, "RANKED_STUDIES_CAP", 1)
     first = conn.execute("select study_id from sentences where rowid = ?", [matches[0]]).fetchone()[0]
     assert ranked(conn, "frobnication of the bladder", limit=20) == [first]
 
@@ -533,15 +532,13 @@ def test_lay_tag_boost_separates_same_words_different_topic(intent_conn):
 
 def test_common_words_left_out_of_the_query_still_count(intent_conn, monkeypatch):
     # Pretend "mood" is too common to search for: the sentence that has it still ranks first.
-    from ingest import claims
-
-    monkeypatch.setattr(claims, "costly_terms", lambda conn, terms: {"mood": 0.5} if "mood" in terms else {})
+    monkeypatch.setattr(claim_check, "costly_terms", lambda conn, terms: {"mood": 0.5} if "mood" in terms else {})
     result = check_claim(intent_conn, "esketamine tablets improve mood", limit=10)
     assert '"mood"' not in result.fts_query
     assert result.results[0].pmid == "203"
-    share = claims._common_share(
-        [claims.Sentence(1, 1, None, "results", "Mood improved.", "x"),
-         claims.Sentence(2, 1, None, "results", "Nothing here.", "moods of the title")], ["mood"])
+    share = score._common_share(
+        [results.Sentence(1, 1, None, "results", "Mood improved.", "x"),
+         results.Sentence(2, 1, None, "results", "Nothing here.", "moods of the title")], ["mood"])
     assert share == {1: 1.0, 2: 1.0}  # porter: "moods" matches "mood", in the context too
 
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from ingest.clinicaltrials import DEFAULT_INTERVENTION_QUERY, ClinicalTrialsClient, parse_studies_page
-from ingest.http import FetchError
-from ingest.pubmed import ParseError
+from ingest.records import ParseError
+from ingest.sources.clinicaltrials import DEFAULT_INTERVENTION_QUERY, ClinicalTrialsClient, parse_studies_page
+from ingest.sources.http import FetchError
 
 TOKEN = "NF0g5JGBlPMu4A"
 TRIAL_KEYS = {

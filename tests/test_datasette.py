@@ -10,7 +10,7 @@ import pytest
 import yaml
 from datasette.app import Datasette
 
-from ingest import build as builder
+from ingest.db import build as builder
 
 ROOT = Path(__file__).resolve().parent.parent
 

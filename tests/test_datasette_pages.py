@@ -23,12 +23,12 @@ import yaml
 from datasette.app import Datasette
 from datasette.utils import escape_fts
 
-from ingest import build as builder
+from ingest.db import build as builder
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-TEMPLATES = ROOT / "ingest" / "templates"
-PLUGINS = ROOT / "ingest" / "plugins"
+TEMPLATES = ROOT / "ingest" / "site" / "templates"
+PLUGINS = ROOT / "ingest" / "site" / "plugins"
 METADATA = yaml.safe_load((ROOT / "metadata.yml").read_text())
 
 # Two studies written for these tests: one whose every text field carries markup that must never

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from ingest.europepmc import DEFAULT_QUERY, EuropePMCClient, abstract_sections, parse_search_page
-from ingest.http import FetchError
-from ingest.pubmed import ParseError, parse_pubmed_xml
+from ingest.records import ParseError
+from ingest.sources.europepmc import DEFAULT_QUERY, EuropePMCClient, abstract_sections, parse_search_page
+from ingest.sources.http import FetchError
+from ingest.sources.pubmed import parse_pubmed_xml
 
 CURSOR = "AoIIQCnAvCgzNzk5OTk5OQ=="
 EXTRA_KEYS = {"source_id", "europepmc_source", "is_open_access", "cited_by_count", "is_preprint"}

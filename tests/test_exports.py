@@ -1,6 +1,6 @@
 """MEDLINE (.nbib) and RIS parsers."""
 
-from ingest.exports import parse_medline, parse_ris, sniff_format, split_inline_sections
+from ingest.sources.files import parse_medline, parse_ris, sniff_format, split_inline_sections
 
 
 def test_sniff_format():

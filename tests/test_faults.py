@@ -37,8 +37,8 @@ import pytest
 from click.testing import CliRunner
 from werkzeug import Request, Response
 
-from ingest import http
 from ingest.cli import cli
+from ingest.sources import http
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FAULTS = FIXTURES / "faults"

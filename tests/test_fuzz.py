@@ -1,7 +1,7 @@
 """Bad input for every parser and the tagger, with hypothesis.
 
 The only acceptable outcomes of a parser are a normal result (bad records reported in
-``errors``) or :class:`ingest.pubmed.ParseError` with a message; any other exception is a bug.
+``errors``) or :class:`ingest.records.ParseError` with a message; any other exception is a bug.
 Every record a parser returns must also be one the build can store: keyed (PMID, DOI or
 source id), integers within SQLite's 64-bit range, text encodable as UTF-8.
 
@@ -22,13 +22,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from ingest import clinicaltrials, europepmc
-from ingest.build import Collected, parse_bytes
-from ingest.exports import parse_medline, parse_ris, split_inline_sections
-from ingest.pubmed import ParseError, ParseResult, parse_pubmed_xml
-from ingest.store import child_rows, study_row
-from ingest.tagger import load_vocabulary, tag_record
-from ingest.trials import trial_row
+from ingest.db.collect import Collected
+from ingest.db.studies import child_rows, study_row
+from ingest.db.trials import trial_row
+from ingest.records import ParseError, ParseResult
+from ingest.sources import clinicaltrials, europepmc
+from ingest.sources.files import parse_medline, parse_ris, split_inline_sections
+from ingest.sources.formats import parse_bytes
+from ingest.sources.pubmed import parse_pubmed_xml
+from ingest.tagging import load_vocabulary, tag_record
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -1,8 +1,8 @@
 """Field-by-field merging of records of one study."""
 
-from ingest.exports import parse_medline
-from ingest.merge import merge_records
-from ingest.pubmed import parse_pubmed_xml
+from ingest.records.merge import merge_records
+from ingest.sources.files import parse_medline
+from ingest.sources.pubmed import parse_pubmed_xml
 
 
 def _pair(fixtures):

@@ -9,8 +9,8 @@ import time
 import pytest
 from werkzeug import Response
 
-from ingest.http import FetchError, RateLimiter
-from ingest.pubmed import ESEARCH_WINDOW, NCBIError, PubMedClient, parse_pubmed_xml
+from ingest.sources.http import FetchError, RateLimiter
+from ingest.sources.pubmed import ESEARCH_WINDOW, NCBIError, PubMedClient, parse_pubmed_xml
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.pubmed import ParseError, parse_pubmed_xml
+from ingest.records import ParseError
+from ingest.sources.pubmed import parse_pubmed_xml
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 import sqlite_utils
 from click.testing import CliRunner
 
-from ingest import build as builder
 from ingest.cli import cli
+from ingest.db import build as builder
+from ingest.db import collect
 
 
 def epmc_result(**fields) -> dict:
@@ -133,7 +134,7 @@ def test_import_trials_page_links_existing_studies(three_sources, tmp_path):
     target = tmp_path / "kb.db"
     builder.build(target, builder.collect_dir(three_sources, sources=["pubmed"]), "pubmed", "from-dir")
     collected = builder.Collected()
-    builder.collect_file(collected, three_sources / "d_trials.json")
+    collect.collect_file(collected, three_sources / "d_trials.json")
     builder.import_into(target, collected, "file", ["d_trials.json"])
     db = sqlite_utils.Database(target)
     assert db["trials"].count == 4

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tag_eval import load_gold, predict, score
 
-from ingest.build import collect_dir
-from ingest.tag_eval import load_gold, predict, score
+from ingest.db.collect import collect_dir
 
 GOLD = Path(__file__).parent / "gold"
 # Measured F1 (scripts/eval_tags.py, all 169 abstracts) minus a small margin: a change that

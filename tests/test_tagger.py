@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.cli import cli
-from ingest.tagger import VocabularyError, is_negated, keyed, load_vocabulary, tag_record
+from ingest.tagging import VocabularyError, load_vocabulary, tag_record
+from ingest.tagging.matching import keyed
+from ingest.tagging.negation import is_negated
 
 ISSUE_TAGS = {
     "indication": ["trd", "mdd", "bipolar_depression", "postpartum_depression", "suicidal_ideation", "ptsd", "ocd",
@@ -31,7 +33,7 @@ ISSUE_TAGS = {
 
 
 def tag(title: str = "", abstract: str = "", **extra) -> dict:
-    from ingest.exports import split_inline_sections
+    from ingest.sources.files import split_inline_sections
 
     record = {"title": title, "abstract": abstract, "abstract_sections": split_inline_sections(abstract), **extra}
     return tag_record(record).as_dict()

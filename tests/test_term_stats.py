@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite_utils
 
 from ingest.claims import claim_terms, fts_query
-from ingest.schema import create_fts, create_schema, refresh_term_docs
-from ingest.term_stats import costly_terms, stems
+from ingest.claims.term_stats import costly_terms, stems
+from ingest.db.schema import create_fts, create_schema, refresh_term_docs
 
 
 def index(tmp_path, sentences: list[str]) -> sqlite_utils.Database:

@@ -1,6 +1,6 @@
 from lxml import etree
 
-from ingest.text import (
+from ingest.records.text import (
     element_text,
     html_to_text,
     iso_date,

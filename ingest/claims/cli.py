@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .claims import ClaimCheck, ClaimError, StudyResult, check_claim, validate_claim
+from . import ClaimCheck, ClaimError, StudyResult, check_claim, validate_claim
 
 DEFAULT_DB = "kb.db"
 CSV_COLUMNS = ["claim", "mode", "rank", "retracted", "pmid", "first_author", "year", "title", "journal", "design",

@@ -11,7 +11,7 @@ import json
 
 import sqlite_utils
 
-from .merge import merge_records
+from ..records.merge import merge_records
 from .schema import CHILD_TABLES, dependent_tables
 
 RETRACTION_TYPES = {"retracted publication"}

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
+from ..records.text import nct_ids_in
+from ..tagging import Vocabulary, load_vocabulary, tag_record
 from .schema import TRIALS
-from .tagger import Vocabulary, load_vocabulary, tag_record
-from .text import nct_ids_in
 
 LINK_METHODS = ("databank", "abstract", "trial_reference")
 

@@ -1,7 +1,7 @@
 """Resuming interrupted network builds: every checked answer is kept on disk until the build succeeds.
 
 The cache sits on the `requests.Session` (``session.kb_cache``) and is consulted by
-:func:`ingest.http.get_checked`. Paging is deterministic (a cursor or page token comes from
+:func:`ingest.sources.http.get_checked`. Paging is deterministic (a cursor or page token comes from
 the previous page), so a re-run replays the pages already fetched from disk and goes to the
 network only from the first page it lacks. PubMed history sessions (WebEnv) expire: when a
 replayed WebEnv is refused, the client searches again, bypassing the cache.

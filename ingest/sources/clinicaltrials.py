@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ..records import load_json_page
+from ..records.text import as_dict, clean_ws, json_int, parse_id
 from .http import FetchError, JsonApiClient, TransientBodyError, decode_json_body
-from .pubmed import load_json_page
-from .text import as_dict, clean_ws, json_int, parse_id
 
 DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2/"
 DEFAULT_INTERVENTION_QUERY = "ketamine OR esketamine OR arketamine"

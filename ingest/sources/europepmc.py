@@ -2,7 +2,7 @@
 
 Fetching and parsing are kept apart: :class:`EuropePMCClient` yields raw JSON pages,
 :func:`parse_search_page` turns one page into record dicts of exactly the shape
-:mod:`ingest.pubmed` produces (plus a few Europe PMC keys) and never touches the network.
+:mod:`ingest.records` documents (plus a few Europe PMC keys) and never touches the network.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .exports import split_inline_sections
-from .http import FetchError, JsonApiClient, TransientBodyError, decode_json_body
-from .pubmed import ParseError, join_sections, load_json_page
-from .text import (
+from ..records import ParseError, join_sections, load_json_page, split_inline_sections
+from ..records.text import (
     MAX_HTML_TAGS,
     as_dict,
     clean_ws,
@@ -26,6 +24,7 @@ from .text import (
     parse_free_date,
     parse_id,
 )
+from .http import FetchError, JsonApiClient, TransientBodyError, decode_json_body
 
 DEFAULT_BASE_URL = "https://www.ebi.ac.uk/europepmc/webservices/rest/"
 SEARCH_TERMS = ("ketamine", "esketamine", "arketamine", "hydroxynorketamine")

@@ -1,6 +1,6 @@
 """Researchers' own exports: PubMed's MEDLINE text format (.nbib / .txt) and RIS.
 
-Pure functions: bytes in, record dicts (same shape as :mod:`ingest.pubmed`) out.
+Pure functions: bytes in, record dicts (the shape :mod:`ingest.records` documents) out.
 """
 
 from __future__ import annotations
@@ -8,13 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .pubmed import ParseResult, join_sections
-from .text import clean_ws, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date, parse_id
+from ..records import ParseResult, empty_record, join_sections, split_inline_sections
+from ..records.text import clean_ws, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date, parse_id
 
 _MEDLINE_LINE = re.compile(r"^([A-Z][A-Z0-9]{1,3})\s*-\s?(.*)$")
 _RIS_LINE = re.compile(r"^([A-Z][A-Z0-9])  -(?: (.*))?$")
-# Structured-abstract labels as MEDLINE prints them inline: "BACKGROUND: ...".
-_INLINE_LABEL = re.compile(r"(?:^|(?<=[.?!)\]]\s))([A-Z][A-Z ,&/-]{2,40}[A-Z]):\s")
 
 # MEDLINE comment/correction tags -> the RefType used in PubMed XML.
 COMMENT_TAGS = {
@@ -98,7 +96,7 @@ def medline_record(fields: list[tuple[str, str]]) -> dict:
     pmid = next((v for t, v in fields if t == "PMID"), "")
     if parse_id(pmid) is None:
         raise ValueError(f"no valid PMID (got {pmid[:20]!r})")
-    record = _empty_record(parse_id(pmid), "medline")
+    record = empty_record(parse_id(pmid), "medline")
     author: dict | None = None
     for tag, value in fields:
         if tag == "TI":
@@ -159,36 +157,6 @@ def medline_record(fields: list[tuple[str, str]]) -> dict:
         d["accession"] for d in record["databanks"] if d["name"].lower().startswith("clinicaltrials")
     ]
     return record
-
-
-def _empty_record(pmid: int | None, source: str) -> dict:
-    return {
-        "pmid": pmid, "pmid_version": None, "title": "", "abstract": "", "abstract_sections": [],
-        "journal": "", "iso_abbrev": "", "issn": "", "volume": "", "issue": "", "pages": "",
-        "year": None, "pub_date": None, "medline_date": None, "languages": [], "authors": [],
-        "publication_types": [], "mesh": [], "chemicals": [], "keywords": [], "databanks": [],
-        "nct_ids": [], "comments_corrections": [], "doi": None, "pmcid": None,
-        "sources": [source],
-    }
-
-
-def split_inline_sections(text: str) -> list[dict]:
-    """Recover the sections of a structured abstract flattened to "LABEL: text LABEL: text"."""
-    text = clean_ws(text)
-    if not text:
-        return []
-    matches = list(_INLINE_LABEL.finditer(text))
-    if not matches:
-        return [{"label": None, "nlm_category": None, "text": text}]
-    sections = []
-    if matches[0].start() > 0:
-        sections.append({"label": None, "nlm_category": None, "text": text[: matches[0].start()].strip()})
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        body = text[match.end():end].strip()
-        if body:
-            sections.append({"label": match.group(1).strip(), "nlm_category": None, "text": body})
-    return sections
 
 
 def _identifier(record: dict, value: str) -> None:
@@ -303,7 +271,7 @@ def _add_ris(result: ParseResult, fields: list[tuple[str, str]], number: int) ->
 
 def ris_record(fields: list[tuple[str, str]]) -> dict:
     pmid = _ris_pmid(fields)
-    record = _empty_record(pmid, "ris")
+    record = empty_record(pmid, "ris")
     for tag, value in fields:
         if not value:
             continue

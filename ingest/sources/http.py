@@ -13,7 +13,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .text import clean_ws
+from ..records.text import clean_ws
 
 USER_AGENT = "ketamine-kb/0.1 (+https://github.com/; research literature knowledge base)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)

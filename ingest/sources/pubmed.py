@@ -12,12 +12,12 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lxml import etree
 
-from .http import ApiClient, TransientBodyError
-from .text import (
+from ..records import ParseError, ParseResult, join_sections
+from ..records.text import (
     clean_ws,
     element_text,
     iso_date,
@@ -26,6 +26,7 @@ from .text import (
     parse_free_date,
     parse_id,
 )
+from .http import ApiClient, TransientBodyError
 
 DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 DEFAULT_QUERY = (
@@ -35,36 +36,6 @@ DEFAULT_QUERY = (
 # esearch cannot page past this record of one result set; larger searches are sliced by date.
 ESEARCH_WINDOW = 9_999
 TOOL_NAME = "ketamine-kb"
-
-
-class ParseError(ValueError):
-    """Malformed input; the message names what and where."""
-
-
-def load_json_page(data: bytes, source: str, key: str, kind: type, missing: str) -> dict:
-    """A JSON API page: an object whose ``key`` is a ``kind``; else ParseError naming ``source``."""
-    try:
-        payload = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
-        raise ParseError(f"{source} page is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get(key), kind):
-        raise ParseError(f"{source} page has {missing}")
-    return payload
-
-
-@dataclass
-class ParseResult:
-    records: list[dict] = field(default_factory=list)
-    deleted: list[int] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    trials: list[dict] = field(default_factory=list)  # ClinicalTrials.gov pages only
-    # Called with each record as soon as it is parsed (the build starts tagging it meanwhile).
-    on_record: Callable[[dict], None] | None = field(default=None, repr=False, compare=False)
-
-    def add(self, record: dict) -> None:
-        self.records.append(record)
-        if self.on_record:
-            self.on_record(record)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -171,15 +142,6 @@ def _version(value: str | None) -> int:
     """The PMID's Version attribute: 1 when absent or unreadable (versions are small numbers)."""
     version = parse_id(value)
     return version if version and version < 1000 else 1
-
-
-def join_sections(sections: list[dict]) -> str:
-    """The abstract as one text: labelled sections as "LABEL: text", one per paragraph."""
-    parts = []
-    for section in sections:
-        label = section.get("label")
-        parts.append(f"{label}: {section['text']}" if label else section["text"])
-    return "\n\n".join(p for p in parts if p)
 
 
 def _abstract_sections(abstract) -> list[dict]:

@@ -44,7 +44,7 @@ def _limit(value: str | None) -> int:
 
 
 def _load_index(path: str | None) -> Any:
-    from ingest.embeddings import SemanticUnavailable, load_index
+    from ingest.claims.embeddings import SemanticUnavailable, load_index
 
     if not path:
         raise SemanticUnavailable("the database is not a file")
@@ -56,7 +56,7 @@ async def _vectors(db, mode: str) -> tuple[Any, str | None]:
     if mode == "fts":
         return None, None
     try:
-        from ingest.embeddings import SemanticUnavailable
+        from ingest.claims.embeddings import SemanticUnavailable
     except ImportError as exc:  # pragma: no cover - the module needs no extra to import
         return None, f"semantic matching unavailable ({exc}); full-text search only"
     try:

@@ -18,7 +18,7 @@ from datasette import hookimpl
 from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
 
-from ingest.text import json_list
+from ingest.records.text import json_list
 
 # The order kinds are shown in on a study page.
 KIND_ORDER = ("design", "indication", "drug", "route", "population", "mechanism", "side_effect")
@@ -43,7 +43,7 @@ _PMID = re.compile(r"\d{1,9}")
 @lru_cache(maxsize=1)
 def _vocabulary():
     try:
-        from ingest.tagger import load_vocabulary
+        from ingest.tagging import load_vocabulary
 
         return load_vocabulary()
     except Exception:  # pragma: no cover - the package is always importable under `kb serve`

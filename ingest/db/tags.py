@@ -6,8 +6,8 @@ import json
 
 import sqlite_utils
 
+from ..tagging import KINDS, TagResult, Vocabulary, load_vocabulary, read_vocabulary, tag_record
 from .schema import TAG_COLUMNS
-from .tagger import KINDS, TagResult, Vocabulary, load_vocabulary, read_vocabulary, tag_record
 
 
 def write_vocabulary(db: sqlite_utils.Database, vocab: Vocabulary) -> None:

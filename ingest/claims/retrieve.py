@@ -1,0 +1,108 @@
+"""Retrieving candidate sentences and studies for a claim: FTS5 bm25 over kb.db, and vectors."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from .results import ClaimError, Sentence
+from .understand import TAG_KINDS
+
+if TYPE_CHECKING:
+    from .embeddings import VectorIndex
+
+FTS_CANDIDATES = 400  # sentences read from each ranking before grouping by study
+TITLE_WEIGHT = 2.0  # bm25 weight of the title against the abstract in the whole-abstract ranking
+CONTEXT_WEIGHT = 1.0  # bm25 weight of the study context column (title, tags, year): the topic counts as much
+
+
+def require_sentences(conn: sqlite3.Connection) -> set[str]:
+    """kb.db's table and view names; ClaimError when the sentence index is missing."""
+    names = {r[0] for r in conn.execute("select name from sqlite_master where type in ('table', 'view')")}
+    if not {"sentences", "sentences_fts", "studies"} <= names:
+        raise ClaimError("this database has no sentence index (rebuild it with `kb build`)")
+    return names
+
+
+RANKED_SENTENCES_CAP = 5_000  # at most this many matching sentences are scored, the newest studies' first
+RANKED_STUDIES_CAP = 5_000  # the same for whole abstracts
+
+
+def last_rowid_ranked(conn: sqlite3.Connection, fts_table: str, query: str, cap: int) -> int:
+    """The rowid up to which matches are ranked: that of the cap-th match, in rowid order.
+
+    BM25 must score every row it sorts; past a few thousand matches that is most of the time a
+    query takes. kb.db stores the newest studies first (lowest rowids), so capping by rowid ranks
+    the newest matches. The cap-th match is cheap to find: FTS5 walks matches in rowid order.
+    """
+    row = conn.execute(f"select rowid from {fts_table} where {fts_table} match ? order by rowid limit 1 offset ?",
+                       (query, cap - 1)).fetchone()
+    return row[0] if row else 2**63 - 1
+
+
+def fts_ranking(conn: sqlite3.Connection, query: str, ranked: bool = True) -> list[tuple[str, Sentence]]:
+    # Unranked (newest sentences first) when every word is too common to rank cheaply: FTS5
+    # can stop after the limit in rowid order, but must score every match to sort by bm25.
+    order = "score" if ranked else "sentences_fts.rowid"
+    sql = (
+        "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, s.context, "
+        f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
+        "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid "
+        f"where sentences_fts match ? and sentences_fts.rowid <= ? order by {order} limit ?"
+    )
+    try:
+        last = last_rowid_ranked(conn, "sentences_fts", query, RANKED_SENTENCES_CAP) if ranked else 2**63 - 1
+        rows = conn.execute(sql, (query, last, FTS_CANDIDATES)).fetchall()
+    except sqlite3.OperationalError as exc:  # a query FTS5 still rejects: report, never crash
+        raise ClaimError(f"full-text search failed ({exc})") from exc
+    return [_sentence(row, bm25=row[7]) for row in rows]
+
+
+def vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) -> list[tuple[str, Sentence]]:
+    hits = dict(vectors.search(claim, FTS_CANDIDATES))
+    rows: list[tuple] = []
+    rowids = list(hits)
+    for start in range(0, len(rowids), 500):  # keep well under SQLite's bound-parameter limit
+        chunk = rowids[start:start + 500]
+        rows += conn.execute("select rowid, study_id, position, section, section_kind, text, context from sentences "
+                             f"where rowid in ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+    out = [_sentence(row, cosine=hits[row[0]]) for row in rows]
+    return sorted(out, key=lambda pair: -(pair[1].cosine or 0))
+
+
+def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None) -> tuple[str, Sentence]:
+    return row[1], Sentence(rowid=row[0], position=row[2], section=row[3], section_kind=row[4] or "abstract",
+                            text=row[5], context=row[6] or "", bm25=bm25, cosine=cosine)
+
+
+STUDY_COLUMNS = tuple(dict.fromkeys(("id", "title", "year", "journal", "first_author", "doi", "designs",
+                                     "populations", "sample_size", "is_retracted", *TAG_KINDS.values())))
+
+
+def study_rows(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict]:
+    available = {r[1] for r in conn.execute("pragma table_info(studies)")}
+    columns = [c for c in STUDY_COLUMNS if c in available]
+    out: dict[str, dict] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        sql = (f"select {', '.join(columns)} from studies "
+               f"where id in ({', '.join('?' for _ in chunk)})")
+        for row in conn.execute(sql, chunk):
+            out[row[0]] = dict(zip(columns, row, strict=True))
+    return out
+
+
+def abstract_ranking(conn: sqlite3.Connection, query: str, tables: set[str]) -> dict[str, float]:
+    """Whole-abstract bm25 (studies_fts) as a share of the best: is the study about the claim at all?"""
+    if "studies_fts" not in tables:
+        return {}
+    try:
+        last = last_rowid_ranked(conn, "studies_fts", query, RANKED_STUDIES_CAP)
+        rows = conn.execute(
+            f"select s.id, bm25(studies_fts, {TITLE_WEIGHT}, 1.0) as score from studies_fts "
+            "join studies s on s.rowid = studies_fts.rowid where studies_fts match ? and studies_fts.rowid <= ? "
+            "order by score limit ?", (query, last, FTS_CANDIDATES)).fetchall()
+    except sqlite3.OperationalError:  # a studies_fts of another shape: the sentences still rank
+        return {}
+    best = rows[0][1] if rows else 0.0
+    return {sid: score / best for sid, score in rows} if best else {}

@@ -1,0 +1,6 @@
+"""The database: kb.db's schema, writing studies, trials and tags, and the atomic build and import.
+
+:mod:`.schema` is the one place tables are defined. :mod:`.collect` gathers records from
+files and source pages; :mod:`.build` writes them through :mod:`.atomic` (a temporary file
+renamed over kb.db); :mod:`.derive` tags them in worker processes meanwhile.
+"""

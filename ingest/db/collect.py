@@ -1,0 +1,162 @@
+"""Collecting records from files and source pages, merged by study as they arrive."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..records import ParseError, ParseResult
+from ..records.merge import merge_records
+from ..sources.formats import RECORD_SUFFIXES, SOURCES, parse_bytes, read_bytes, source_of
+from .atomic import BuildError, pause_point
+from .studies import study_id_for
+
+if TYPE_CHECKING:
+    from .derive import Prederiver
+
+
+@dataclass
+class Collected:
+    """Records gathered from many inputs, merged by study (PMID, then DOI), in first-seen order."""
+
+    records: dict[str, dict] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+    files: list[str] = field(default_factory=list)
+    parsed: int = 0
+    errors: list[str] = field(default_factory=list)
+    trials: dict[str, dict] = field(default_factory=dict)
+    by_doi: dict[str, str] = field(default_factory=dict)
+    # Told of every study record as soon as it is parsed, and of every trial: see Prederiver.
+    watcher: Prederiver | None = field(default=None, repr=False, compare=False)
+
+    def add(self, record: dict) -> None:
+        self.parsed += 1
+        key = study_id_for(record)
+        if record.get("pmid"):
+            self.deleted.discard(record["pmid"])
+        doi_key = self.by_doi.get(record.get("doi") or "")
+        previous = self.records.get(key)
+        if doi_key and doi_key != key and self._same_study(doi_key, record):
+            # Known by DOI under another key (a preprint, a record without PMID): one study.
+            other = self.records.pop(doi_key)
+            previous = merge_records(previous, other) if previous else other
+            if not record.get("pmid") and other.get("pmid"):
+                key = doi_key
+        merged = merge_records(previous, record) if previous else record
+        self.records[key] = merged
+        if merged.get("doi"):
+            self.by_doi[merged["doi"]] = key
+
+    def parsed_record(self, record: dict) -> None:
+        """A record just parsed, before it is added (and perhaps merged)."""
+        if self.watcher:
+            try:
+                key = study_id_for(record)
+            except ValueError:
+                return  # add() reports it
+            self.watcher.study(key, record)
+
+    def _same_study(self, key: str, record: dict) -> bool:
+        other = self.records.get(key)
+        if other is None:
+            return False
+        # Two different PMIDs with one DOI are two records (errata share DOIs): keep both.
+        return not (record.get("pmid") and other.get("pmid") and record["pmid"] != other["pmid"])
+
+    def add_trial(self, trial: dict) -> None:
+        previous = self.trials.get(trial["nct_id"])
+        self.trials[trial["nct_id"]] = merged = merge_trials(previous, trial) if previous else trial
+        if self.watcher:
+            self.watcher.trial(trial["nct_id"], merged)
+
+    def delete(self, pmid: int) -> None:
+        self.records.pop(str(pmid), None)
+        self.deleted.add(pmid)
+
+
+def merge_trials(old: dict, new: dict) -> dict:
+    """Two copies of one trial: the later copy wins (registries update status and enrolment),
+    but a field it lacks keeps the earlier value."""
+    merged = dict(old)
+    merged.update({key: value for key, value in new.items() if value not in (None, "", [])})
+    return merged
+
+
+def input_files(directory: Path) -> list[Path]:
+    """Every loadable file under ``directory``, in a stable (sorted) order."""
+    if not directory.exists():
+        raise BuildError(f"--from-dir {directory}: no such directory")
+    if not directory.is_dir():
+        raise BuildError(f"--from-dir {directory}: not a directory")
+    if not os.access(directory, os.R_OK | os.X_OK):
+        raise BuildError(f"--from-dir {directory}: permission denied")
+    files = sorted(
+        p for p in directory.rglob("*")
+        if p.is_file() and p.name.lower().endswith(RECORD_SUFFIXES) and not p.name.startswith(".")
+    )
+    return files
+
+
+def collect_file(collected: Collected, path: Path, label: str | None = None,
+                 sources: Iterable[str] = SOURCES) -> None:
+    """Parse one file into ``collected``; a bad file is reported, never fatal."""
+    label = label or str(path)
+    try:
+        data = read_bytes(path)
+    except (OSError, ParseError) as exc:
+        collected.errors.append(f"{label}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+        return
+    if source_of(data) not in set(sources):
+        return
+    try:
+        result = parse_bytes(data, collected.parsed_record)
+    except ParseError as exc:
+        partial = getattr(exc, "partial", None)
+        kept = f"; {len(partial.records)} records before the fault were kept" if partial and partial.records else ""
+        collected.errors.append(f"{label}: {exc}{kept}")
+        if partial is None:
+            return
+        result = partial
+    collected.files.append(label)
+    _collect_result(collected, result, label)
+
+
+def _collect_result(collected: Collected, result: ParseResult, label: str) -> None:
+    for record in result.records:
+        collected.add(record)
+    for trial in result.trials:
+        collected.add_trial(trial)
+    for pmid in result.deleted:
+        collected.delete(pmid)
+    collected.errors.extend(f"{label}: {e}" for e in result.errors)
+
+
+def collect_dir(directory: Path, progress: bool = False, sources: Iterable[str] = SOURCES,
+                collected: Collected | None = None) -> Collected:
+    from tqdm import tqdm
+
+    files = input_files(directory)
+    if not files:
+        raise BuildError(f"--from-dir {directory}: no PubMed XML, MEDLINE, RIS, Europe PMC or ClinicalTrials.gov files")
+    collected = collected or Collected()
+    for path in tqdm(files, desc="Parsing files", unit="file", disable=not progress):
+        collect_file(collected, path, str(path.relative_to(directory)), sources)
+    return collected
+
+
+def collect_pages(pages: Iterable[bytes], source: str = "pubmed", collected: Collected | None = None) -> Collected:
+    """Records (or trials) from one source's pages as its client yields them."""
+    collected = collected or Collected()
+    for number, page in enumerate(pages, 1):
+        label = f"{source} page {number}"
+        collected.files.append(label)
+        try:
+            result = parse_bytes(page)
+        except ParseError as exc:
+            raise ParseError(f"{label}: {exc}") from exc
+        _collect_result(collected, result, label)
+        pause_point(f"page:{source}:{number}")
+    return collected

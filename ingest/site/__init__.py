@@ -1,0 +1,15 @@
+"""The site: Datasette plugins, templates and metadata that serve kb.db to people.
+
+Everything ``kb serve`` needs is inside this package, so a plain ``pip install`` serves the
+same site as a checkout. ``metadata.yml`` here is the repository's top-level ``metadata.yml``
+(a symbolic link in the checkout, a copy in a built wheel): edit the top-level file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SITE_DIR = Path(__file__).resolve().parent
+METADATA_PATH = SITE_DIR / "metadata.yml"
+TEMPLATES_DIR = SITE_DIR / "templates"
+PLUGINS_DIR = SITE_DIR / "plugins"

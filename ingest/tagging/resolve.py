@@ -1,0 +1,134 @@
+"""Resolution rules: from every supported mention to the study's own tags.
+
+A study names designs, indications and drugs it is not about (background, comparisons, what
+is needed next); these rules keep the ones that describe the study itself.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from .vocabulary import KINDS, Vocabulary
+
+if TYPE_CHECKING:
+    from .tagger import Evidence, Mention
+
+
+def resolve(record: dict, supported: dict[str, list[Evidence]], mentions: list[Mention],
+             vocab: Vocabulary) -> list[str]:
+    present = set(supported)
+    by_kind: dict[str, set[str]] = {k: set() for k in KINDS}
+    for tag_id in present:
+        by_kind[vocab.tags[tag_id].kind].add(tag_id)
+    designs = resolve_designs(record, supported, by_kind["design"])
+    indications = _resolve_indications(supported, by_kind["indication"])
+    drugs = _resolve_drugs(supported, by_kind["drug"], mentions)
+    populations = by_kind["population"]
+    if "animal" in designs and "human" in populations and not _has_text(supported, "human", min_count=2):
+        populations.discard("human")
+    keep = designs | indications | drugs | by_kind["mechanism"] | by_kind["side_effect"] | by_kind["route"] \
+        | populations
+    return sorted(keep, key=lambda t: (KINDS.index(vocab.tags[t].kind), t))
+
+
+def _has_text(supported: dict[str, list[Evidence]], tag_id: str, min_count: int = 1,
+              sources: tuple[str, ...] = ("title", "abstract")) -> bool:
+    return sum(1 for e in supported.get(tag_id, []) if e.source in sources) >= min_count
+
+
+def _in_title(supported: dict[str, list[Evidence]], tag_id: str) -> bool:
+    return any(e.source == "title" for e in supported.get(tag_id, []))
+
+
+def _structured(supported: dict[str, list[Evidence]], tag_id: str) -> bool:
+    return any(e.source in ("mesh", "publication_type") for e in supported.get(tag_id, []))
+
+
+_STRONG_MDD = re.compile(r"major depress|\bMDD\b|unipolar|depressive disorder", re.I)
+_TRD_WORDS = re.compile(r"resistan|refractor|\bTRD\b", re.I)
+
+
+def _resolve_indications(supported: dict[str, list[Evidence]], found: set[str]) -> set[str]:
+    found = set(found)
+    # "Treatment-resistant major depression" is TRD; MDD stays only when a non-resistant
+    # major-depression population is named in its own right.
+    if "trd" in found and "mdd" in found:
+        own = [e for e in supported["mdd"] if e.source in ("title", "abstract")
+               and _STRONG_MDD.search(e.evidence) and not _TRD_WORDS.search(e.evidence)]
+        if len(own) < 2 and not any(e.source == "title" for e in own):
+            found.discard("mdd")
+    # Comorbid substance use is not an indication for ketamine.
+    if "substance_use" in found:
+        own = [e for e in supported["substance_use"] if not re.search(r"comorbid|history of|use scale|related factors",
+                                                                      e.evidence, re.I)]
+        if not own or (len(own) < 2 and not _in_title(supported, "substance_use")):
+            found.discard("substance_use")
+    # Weak indications need more than one passing mention.
+    for tag_id in ("anaesthesia", "palliative_depression", "delirium", "agitation", "schizophrenia",
+                   "fibromyalgia", "crps"):
+        if tag_id in found and not (_in_title(supported, tag_id) or _structured(supported, tag_id)
+                                    or _has_text(supported, tag_id, min_count=2)):
+            found.discard(tag_id)
+    return found
+
+
+def _resolve_drugs(supported: dict[str, list[Evidence]], found: set[str], mentions: list[Mention]) -> set[str]:
+    found = set(found)
+    # Esketamine/arketamine papers name racemic ketamine as background ("the S-enantiomer of ketamine").
+    for enantiomer in ("esketamine", "arketamine"):
+        if enantiomer in found and "ketamine" in found and not _in_title(supported, "ketamine"):
+            racemic = [e for e in supported["ketamine"] if e.source in ("title", "abstract")
+                       and not re.search(r"enantiomer|isomer|racemic|derivative|metabolite", e.evidence, re.I)]
+            if len(racemic) < 2:
+                found.discard("ketamine")
+    if "hnk" in found and not _in_title(supported, "hnk") and not _has_text(supported, "hnk", min_count=2):
+        found.discard("hnk")
+    return found
+
+
+_REVIEW_TITLE = re.compile(r"\breview\b|\boverview\b|\bperspective\b|\bupdate on\b|\bcommentary\b", re.I)
+_SYSTEMATIC_TITLE = re.compile(r"systematic|meta-?analy|scoping|umbrella", re.I)
+
+
+def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: set[str]) -> set[str]:
+    """The study's own design: secondary designs mentioned in passing are dropped."""
+    title = record.get("title") or ""
+    if "protocol" in found and (_in_title(supported, "protocol") or _structured(supported, "protocol")
+                                or _has_text(supported, "protocol", 2)):
+        return {"protocol"}
+    synthesis = {d for d in ("meta_analysis", "systematic_review") if d in found}
+    if synthesis:
+        strong = {d for d in synthesis if _in_title(supported, d) or _structured(supported, d)
+                  or _has_text(supported, d, 2)}
+        if strong:
+            if "meta_analysis" in strong and "systematic_review" in found:
+                strong.add("systematic_review")
+            return strong
+    if "guideline" in found and (_in_title(supported, "guideline") or _structured(supported, "guideline")):
+        return {"guideline"}
+    if _REVIEW_TITLE.search(title) and not _SYSTEMATIC_TITLE.search(title):
+        return {"narrative_review"}
+    if "narrative_review" in found and (_structured(supported, "narrative_review")
+                                        or _has_text(supported, "narrative_review", 1)):
+        if not ({"rct", "nonrandomised_trial", "cohort", "case_report"} & found
+                and not _structured(supported, "narrative_review")):
+            return {"narrative_review"}
+    for single in ("case_report", "case_series"):
+        if single in found and (_in_title(supported, single) or _structured(supported, single)):
+            return {single}
+    animal = "animal" in found and (_in_title(supported, "animal") or _has_text(supported, "animal", 2)
+                                    or _structured(supported, "animal"))
+    human_trial = [d for d in ("rct", "nonrandomised_trial") if d in found]
+    if animal and not human_trial:
+        return {"animal"} | ({"in_vitro"} if "in_vitro" in found else set())
+    for design in ("rct", "nonrandomised_trial", "case_control", "cross_sectional", "cohort",
+                   "case_series", "case_report"):
+        if design in found:
+            if design == "nonrandomised_trial" and _structured(supported, "nonrandomised_trial") \
+                    and "rct" in found:
+                return {"rct"}
+            return {design}
+    if "in_vitro" in found:
+        return {"in_vitro"}
+    return set()

@@ -1,0 +1,137 @@
+"""The tag vocabulary: ``vocabulary.yaml`` read, validated and compiled (once per version of the file)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .matching import VocabularyError, anchors_for, build_automaton, compile_patterns
+from .negation import cue_entries
+
+__all__ = ["KINDS", "VOCABULARY_PATH", "TagDef", "Vocabulary", "VocabularyError", "load_vocabulary",
+           "read_vocabulary"]
+
+VOCABULARY_PATH = Path(__file__).with_name("vocabulary.yaml")
+KINDS = ("indication", "mechanism", "side_effect", "design", "drug", "route", "population")
+
+
+@dataclass
+class TagDef:
+    id: str
+    kind: str
+    label: str
+    definition: str
+    mesh: list[dict]
+    pubtypes: list[str]
+    patterns: list[str]
+    case_patterns: list[str]
+    regex: re.Pattern | None = None  # lower-case patterns, run on lower-cased text
+    case_regex: re.Pattern | None = None  # case-sensitive patterns (acronyms), run on the original
+    _slow_regex: re.Pattern | None = None
+
+    @property
+    def slow_regex(self) -> re.Pattern | None:
+        """Case-insensitive fallback for texts whose lower() changes offsets (compiled on first use)."""
+        if self._slow_regex is None and self.patterns:
+            self._slow_regex = compile_patterns(self.patterns, self.id, re.IGNORECASE)
+        return self._slow_regex
+    anchors: tuple[str, ...] | None = None  # cheap substring pre-check before running `regex`
+
+
+@dataclass
+class Vocabulary:
+    kinds: dict[str, dict]
+    tags: dict[str, TagDef]
+    mesh_index: dict[str, list[str]] = field(default_factory=dict)
+    anchor_index: dict[str, list[str]] = field(default_factory=dict)  # anchor -> tag ids
+    case_anchor_index: dict[str, list[str]] = field(default_factory=dict)  # same, case-sensitive patterns
+    # Aho-Corasick automaton over every anchor (case-sensitive ones lower-cased, their regex run
+    # on the original text).
+    anchor_automaton: object = None
+    unanchored: list[str] = field(default_factory=list)  # tags whose patterns have no literal start
+    pubtype_index: dict[str, list[str]] = field(default_factory=dict)
+
+    def of_kind(self, kind: str) -> list[TagDef]:
+        return [t for t in self.tags.values() if t.kind == kind]
+
+
+def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
+    """Read and validate a vocabulary file; patterns are compiled once (per version of the file)."""
+    return _load(*_file_version(path))
+
+
+def read_vocabulary(path: Path | str | None = None) -> Vocabulary:
+    """The vocabulary's tags and kinds without compiling its patterns (enough to list the tags)."""
+    return _read(*_file_version(path))
+
+
+def _file_version(path: Path | str | None) -> tuple[str, int, int]:
+    """A cache key that changes when the file does."""
+    path = str(path or VOCABULARY_PATH)
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise VocabularyError(f"{path}: cannot read the vocabulary ({exc.strerror})") from exc
+    return path, stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ten times faster
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)
+    kinds = data.get("kinds") or {}
+    tags: dict[str, TagDef] = {}
+    for raw in data.get("tags") or []:
+        tag = TagDef(
+            id=raw["id"], kind=raw["kind"], label=raw["label"], definition=raw.get("definition", ""),
+            mesh=raw.get("mesh") or [], pubtypes=raw.get("pubtypes") or [],
+            patterns=raw.get("patterns") or [], case_patterns=raw.get("case_patterns") or [],
+        )
+        if tag.kind not in kinds:
+            raise VocabularyError(f"tag {tag.id}: unknown kind {tag.kind!r}")
+        if tag.id in tags:
+            raise VocabularyError(f"tag {tag.id}: defined twice")
+        tags[tag.id] = tag
+    return Vocabulary(kinds=kinds, tags=tags)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
+    vocab = _read(path, mtime_ns, size)
+    tags = vocab.tags
+    for tag in tags.values():
+        tag.regex = compile_patterns([p.lower() for p in tag.patterns], tag.id)
+        tag.case_regex = compile_patterns(tag.case_patterns, tag.id)
+        tag.anchors = anchors_for([p.lower() for p in tag.patterns])
+    for tag in tags.values():
+        if tag.regex is not None and tag.anchors is None:
+            vocab.unanchored.append(tag.id)
+        for anchor in tag.anchors or ():
+            vocab.anchor_index.setdefault(anchor, []).append(tag.id)
+        for heading in tag.mesh:
+            for key in (heading.get("ui"), heading.get("name")):
+                if key:
+                    vocab.mesh_index.setdefault(key.lower(), []).append(tag.id)
+        for pubtype in tag.pubtypes:
+            vocab.pubtype_index.setdefault(pubtype.lower(), []).append(tag.id)
+    for tag in tags.values():
+        if tag.case_patterns:
+            anchors = anchors_for(tag.case_patterns)
+            if anchors is None:
+                raise VocabularyError(f"tag {tag.id}: case_patterns must start with a literal")
+            for anchor in anchors:
+                vocab.case_anchor_index.setdefault(anchor, []).append(tag.id)
+    entries: dict[str, list] = {}
+    for anchor, ids in vocab.anchor_index.items():
+        entries.setdefault(anchor, []).extend((t, tags[t].regex.match, False) for t in ids)
+    for anchor, ids in vocab.case_anchor_index.items():
+        entries.setdefault(anchor.lower(), []).extend((t, tags[t].case_regex.match, True) for t in ids)
+    for anchor, cues in cue_entries().items():
+        entries.setdefault(anchor, []).extend(cues)
+    vocab.anchor_automaton = build_automaton(entries)
+    return vocab
