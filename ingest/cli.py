@@ -178,8 +178,8 @@ def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clini
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
               help="Existing database to add to.")
 def import_(file, db_path):
-    """Add one file to an existing kb.db: PubMed XML (.xml, .xml.gz), MEDLINE (.nbib, .txt),
-    RIS (.ris), a Europe PMC search page or a ClinicalTrials.gov v2 /studies page (.json, .json.gz).
+    """Add one file to an existing kb.db: PubMed XML (.xml, .xml.gz), MEDLINE (.nbib, .txt,
+    .medline), RIS (.ris), Europe PMC search JSON or ClinicalTrials.gov v2 /studies JSON (.json, .json.gz).
 
     The format is recognised from the content, not the name.
 

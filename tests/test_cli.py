@@ -185,3 +185,14 @@ def test_kb_serve_runs_datasette_read_only(existing_db):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("command", [["import", "--help"], ["build", "--help"]])
+def test_help_names_every_format_the_code_accepts(command):
+    from ingest.sources.formats import RECORD_SUFFIXES
+
+    text = " ".join(run(*command).output.split())
+    for name in ("PubMed XML", "MEDLINE", "RIS", "Europe PMC", "ClinicalTrials.gov"):
+        assert name in text, name
+    for suffix in RECORD_SUFFIXES:
+        assert suffix in text, suffix

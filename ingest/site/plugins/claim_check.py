@@ -1,6 +1,6 @@
 """The claim-check page: /-/claim-check?claim=... ranks studies as `kb check` does.
 
-Loaded by ``kb serve`` from ``--plugins-dir ingest/plugins``. The ranking is the pure
+Loaded by ``kb serve`` from ``--plugins-dir ingest/site/plugins``. The ranking is the pure
 ``ingest.claims.check_claim`` run on Datasette's own read-only connection (``db.execute_fn``).
 Hybrid ranking is used when the semantic extra and ``kb-vectors.db`` are there, else full-text,
 and the page says which. ``?_format=json`` returns the same result as JSON. Every piece of

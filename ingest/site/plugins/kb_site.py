@@ -1,6 +1,6 @@
 """ketamine-kb's Datasette pages: study and trial details, tag labels, links, robots header.
 
-Loaded by ``kb serve`` from ``--plugins-dir ingest/plugins``. Templates get two async
+Loaded by ``kb serve`` from ``--plugins-dir ingest/site/plugins``. Templates get two async
 functions, ``kb_study(database, id)`` and ``kb_trial(database, nct_id)``, returning everything a
 study or trial page shows, plus ``kb_home(database)`` for the home page. Every piece of record
 text reaches the page escaped: the only markup this module produces is built with
