@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tag_eval import EVAL_KINDS, errors, load_gold, predict, score  # noqa: E402
+from tag_eval import EVAL_KINDS, errors, legacy, load_gold, predict, score  # noqa: E402
 
 from ingest.db.collect import collect_dir  # noqa: E402
 
@@ -32,7 +32,7 @@ def main() -> int:
     parts = load_gold(ROOT / "tests" / "gold")
     parts["all"] = [item for name in sorted(parts) for item in parts[name]]
     started = time.perf_counter()
-    predictions = predict(records, parts["all"])
+    predictions = {pmid: legacy(p) for pmid, p in predict(records, parts["all"]).items()}
     elapsed = time.perf_counter() - started
     print(f"gold: {', '.join(f'{k}={len(v)}' for k, v in parts.items())} abstracts; "
           f"tagged in {elapsed * 1000:.0f} ms")

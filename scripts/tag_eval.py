@@ -57,6 +57,25 @@ def predict(records: dict[str, dict], gold: list[dict]) -> dict[str, dict]:
     return out
 
 
+# The first gold sets (tags_gold_a/b) predate three designs: they filed single-arm trials under
+# nonrandomised_trial and a post-hoc analysis under its parent trial's design, and had no
+# modelling. Their scores are computed with the tagger's answer mapped back to that scheme.
+LEGACY_DESIGNS = {"single_arm_trial": "nonrandomised_trial"}
+
+
+def legacy(prediction: dict) -> dict:
+    designs = []
+    for design in prediction.get("design") or []:
+        if design == "secondary_analysis":
+            design = prediction.get("parent_design")
+        elif design == "modelling":
+            design = None
+        design = LEGACY_DESIGNS.get(design, design)
+        if design and design not in designs:
+            designs.append(design)
+    return {**prediction, "design": designs}
+
+
 def score(gold: list[dict], predictions: dict[str, dict]) -> dict[str, Score]:
     scores = {kind: Score() for kind in EVAL_KINDS}
     for item in gold:

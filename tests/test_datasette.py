@@ -34,7 +34,7 @@ def datasette(kb_path) -> Datasette:
 
 
 def get(ds: Datasette, path: str, **params):
-    return asyncio.run(ds.client.get(path, params=params or None))
+    return asyncio.run(ds.client.get(path, params=params or None, follow_redirects=True))
 
 
 def test_home_and_table_page(datasette):

@@ -174,7 +174,7 @@ def ds(site_kb) -> Datasette:
 
 
 def get(ds: Datasette, path: str, **params):
-    return asyncio.run(ds.client.get(path, params=params or None))
+    return asyncio.run(ds.client.get(path, params=params or None, follow_redirects=True))
 
 
 def rows(ds: Datasette, path: str, **params) -> list[dict]:
@@ -230,8 +230,9 @@ def test_site_metadata_attributions_and_defaults():
                 "clinicaltrials.gov/about-site/terms-conditions"):
         assert url in html
     studies = METADATA["databases"]["kb"]["tables"]["studies"]
-    arrays = {f["array"] for f in studies["facets"] if isinstance(f, dict)}
+    arrays = {f["array"] for f in studies["facets"] if isinstance(f, dict) and "array" in f}
     assert {"designs", "drugs", "indications", "side_effects", "routes"} <= arrays and "year" in studies["facets"]
+    assert {"ordered": "evidence_level_label"} in studies["facets"]
     assert studies["fts_table"] == "studies_fts" and studies["label_column"] == "title"
     assert METADATA["databases"]["kb"]["tables"]["trials"]["label_column"] == "title"
     assert METADATA["plugins"]["datasette-block-robots"]["disallow"] == ["/"]

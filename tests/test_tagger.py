@@ -25,8 +25,9 @@ ISSUE_TAGS = {
     "side_effect": ["dissociation", "hallucinations", "psychotomimetic", "sedation", "dizziness", "nausea_vomiting",
                     "headache", "blood_pressure", "tachycardia", "respiratory_depression", "emergence",
                     "cognitive_impairment", "cystitis", "hepatotoxicity", "abuse", "death"],
-    "design": ["meta_analysis", "systematic_review", "rct", "nonrandomised_trial", "cohort", "case_control",
-               "case_series", "case_report", "narrative_review", "animal", "in_vitro", "protocol", "guideline"],
+    "design": ["meta_analysis", "systematic_review", "rct", "nonrandomised_trial", "single_arm_trial",
+               "secondary_analysis", "cohort", "case_control", "case_series", "case_report", "narrative_review",
+               "modelling", "animal", "in_vitro", "protocol", "registration", "guideline"],
     "drug": ["ketamine", "esketamine", "arketamine", "hnk"],
     "route": ["iv", "intranasal", "oral", "sublingual", "intramuscular", "subcutaneous"],
 }
@@ -43,8 +44,11 @@ def test_vocabulary_covers_the_issue_and_is_well_formed():
     vocab = load_vocabulary()
     for kind, ids in ISSUE_TAGS.items():
         assert set(ids) <= {t.id for t in vocab.of_kind(kind)}, kind
+    rule_based = {"registration"}  # recognised from a record's registry field labels (design_cues)
     for t in vocab.tags.values():
-        assert t.label and t.definition and (t.patterns or t.mesh or t.pubtypes), t.id
+        assert t.label and t.definition and (t.patterns or t.mesh or t.pubtypes or t.id in rule_based), t.id
+    for t in vocab.of_kind("design"):
+        assert t.evidence_level in vocab.evidence_levels or t.id in ("protocol", "registration"), t.id
     assert "D061218" in {m["ui"] for m in vocab.tags["trd"].mesh}
 
 
@@ -71,8 +75,9 @@ def test_rct_of_intranasal_esketamine_with_evidence():
     assert {"suicidal_ideation", "mdd"} <= set(result["indication"])
     assert set(result["side_effect"]) == {"dissociation", "dizziness"}
     assert result["side_effect_absent"] == ["hepatotoxicity"]
-    assert result["mechanism"] == ["nmda_antagonism"]
+    assert result["mechanism"] == []  # "Ketamine is an NMDA receptor antagonist" in background: named, not studied
     assert result["sample_size"] == 226
+    assert result["evidence_level"] == 2
     evidence = {(e["tag_id"], e["negated"]): e for e in result["evidence"]}
     assert evidence[("dissociation", False)]["evidence"] == (
         "Dissociation and dizziness were the most common adverse events.")

@@ -76,7 +76,7 @@ def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None
 
 
 STUDY_COLUMNS = tuple(dict.fromkeys(("id", "title", "year", "journal", "first_author", "doi", "designs",
-                                     "populations", "sample_size", "is_retracted", *TAG_KINDS.values())))
+                                     "populations", "sample_size", "is_retracted", "on_topic", *TAG_KINDS.values())))
 
 
 def study_rows(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict]:

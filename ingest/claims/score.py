@@ -27,9 +27,9 @@ SECOND_SENTENCE = 0.15  # a second matching sentence adds this share of its rele
 # are opinion; laboratory studies are not evidence about people.
 DESIGN_WEIGHT = {
     "meta_analysis": 1.0, "systematic_review": 0.95, "guideline": 0.85, "rct": 0.85,
-    "nonrandomised_trial": 0.7, "cohort": 0.7, "case_control": 0.65, "cross_sectional": 0.6,
-    "case_series": 0.55, "case_report": 0.45, "narrative_review": 0.45, "protocol": 0.35,
-    "animal": 0.4, "in_vitro": 0.35,
+    "nonrandomised_trial": 0.7, "cohort": 0.7, "secondary_analysis": 0.65, "case_control": 0.65,
+    "single_arm_trial": 0.6, "cross_sectional": 0.6, "case_series": 0.55, "modelling": 0.5, "case_report": 0.45,
+    "narrative_review": 0.45, "protocol": 0.35, "registration": 0.3, "animal": 0.4, "in_vitro": 0.35,
 }
 UNKNOWN_DESIGN_WEIGHT = 0.55
 NON_HUMAN_FACTOR = 0.7  # animals only, whatever the design
@@ -113,7 +113,8 @@ def score_studies(conn: sqlite3.Connection, rankings: list[list[tuple[str, Sente
     per_list = [_group(ranking) for ranking in rankings]
     ids = list(dict.fromkeys(sid for groups in per_list for sid in groups))
     rows = study_rows(conn, ids)
-    ids = [sid for sid in ids if sid in rows]
+    # Off-topic records (ketamine named in passing) are no evidence about a ketamine claim.
+    ids = [sid for sid in ids if sid in rows and rows[sid].get("on_topic") != 0]
     evidence_ids = [sid for sid in ids if not rows[sid].get("is_retracted")]
     signals = [({sid: _raw_relevance(groups[sid]) for sid in ids if sid in groups}, 1.0) for groups in per_list]
     if abstracts:

@@ -14,8 +14,8 @@ MATCH_FLOOR = 0.5  # a study "matches" (evidence at a glance) at half the best s
 GLANCE_CAP = 100
 SYNTHESIS = ("meta_analysis", "systematic_review")
 DESIGN_ORDER = ("meta_analysis", "systematic_review", "guideline", "rct", "nonrandomised_trial", "cohort",
-                "case_control", "cross_sectional", "case_series", "case_report", "narrative_review",
-                "protocol", "animal", "in_vitro")
+                "secondary_analysis", "case_control", "single_arm_trial", "cross_sectional", "case_series",
+                "case_report", "modelling", "narrative_review", "protocol", "registration", "animal", "in_vitro")
 
 _NUMBER = (r"(?:\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
            r"fourteen|eighteen|twenty|thirty|several|a few)")

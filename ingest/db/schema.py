@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: evidence levels, synthesis counts, on_topic
 
 STUDIES = {
     "id": str,
@@ -56,7 +56,21 @@ STUDIES = {
     "populations": str,
     "sample_size": int,
     "sample_size_evidence": str,
+    # What the study is: its design's evidence level, a secondary analysis's parent design,
+    # a synthesis's counts, and whether it is about ketamine at all.
+    "evidence_level": int,
+    "evidence_level_label": str,
+    "parent_design": str,
+    "studies_included": int,
+    "studies_included_evidence": str,
+    "participants_pooled": int,
+    "participants_pooled_evidence": str,
+    "on_topic": int,
+    "on_topic_evidence": str,
 }
+
+TAGS = {"id": str, "kind": str, "label": str, "definition": str, "mesh_ids": str, "mesh_names": str,
+        "publication_types": str, "patterns": str, "evidence_level": int}
 
 TAG_COLUMNS = {
     "indication": "indications", "mechanism": "mechanisms", "side_effect": "side_effects",
@@ -105,6 +119,8 @@ INDEXES = [
     ("studies", ["pmid"], True),
     ("studies", ["doi"], False),
     ("studies", ["year"], False),
+    ("studies", ["evidence_level"], False),
+    ("studies", ["on_topic"], False),
     ("mesh_headings", ["descriptor"], False),
     ("publication_types", ["name"], False),
     ("study_links", ["ref_pmid"], False),
@@ -172,6 +188,8 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     db.execute("PRAGMA foreign_keys = ON")
     if "studies" not in db.table_names():
         db["studies"].create(STUDIES, pk="id", not_null={"title"}, defaults={"is_retracted": 0})
+    else:
+        _add_missing_columns(db, "studies", STUDIES)  # a kb.db from an older version, being imported into
     for name, (columns, pk) in CHILD_TABLES.items():
         if name not in db.table_names():
             db[name].create(columns, pk=pk, foreign_keys=[("study_id", "studies", "id")])
@@ -188,11 +206,11 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     if "tag_kinds" not in db.table_names():
         db["tag_kinds"].create({"id": str, "label": str, "description": str}, pk="id")
     if "tags" not in db.table_names():
-        db["tags"].create(
-            {"id": str, "kind": str, "label": str, "definition": str, "mesh_ids": str,
-             "mesh_names": str, "publication_types": str, "patterns": str},
-            pk="id", foreign_keys=[("kind", "tag_kinds", "id")],
-        )
+        db["tags"].create(TAGS, pk="id", foreign_keys=[("kind", "tag_kinds", "id")])
+    else:
+        _add_missing_columns(db, "tags", TAGS)
+    if "evidence_levels" not in db.table_names():
+        db["evidence_levels"].create({"level": int, "label": str, "designs": str}, pk="level")
     if "study_tags" not in db.table_names():
         db["study_tags"].create(
             {"study_id": str, "tag_id": str, "position": int, "kind": str, "source": str,
@@ -211,6 +229,13 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
         create_fts(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db._kb_dependents = None  # type: ignore[attr-defined]  # tables changed: recompute lazily
+
+
+def _add_missing_columns(db: sqlite_utils.Database, table: str, columns: dict) -> None:
+    have = set(db[table].columns_dict)
+    for name, kind in columns.items():
+        if name not in have:
+            db[table].add_column(name, kind)
 
 
 def optimise(db: sqlite_utils.Database) -> None:

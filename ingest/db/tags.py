@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import sqlite_utils
 
@@ -23,9 +24,18 @@ def write_vocabulary(db: sqlite_utils.Database, vocab: Vocabulary) -> None:
                 "mesh_names": json.dumps([m["name"] for m in t.mesh if m.get("name")]),
                 "publication_types": json.dumps(t.pubtypes),
                 "patterns": json.dumps(t.patterns + t.case_patterns, ensure_ascii=False),
+                "evidence_level": t.evidence_level,
             }
             for t in vocab.tags.values()
         ),
+        replace=True,
+    )
+    designs = vocab.of_kind("design")
+    db["evidence_levels"].insert_all(
+        ({"level": level, "label": label,
+          "designs": json.dumps([t.id for t in designs if t.evidence_level == level
+                                 or level in t.evidence_level_if_parent.values()])}
+         for level, label in sorted(vocab.evidence_levels.items())),
         replace=True,
     )
 
@@ -43,12 +53,21 @@ def tag_rows(study_id: str, result: TagResult) -> list[dict]:
     return rows
 
 
-def tag_columns(result: TagResult) -> dict:
+def tag_columns(result: TagResult, vocab: Vocabulary) -> dict:
     columns = {TAG_COLUMNS[kind]: json.dumps(result.tags.get(kind, [])) for kind in KINDS}
     columns["side_effects_absent"] = json.dumps(result.absent.get("side_effect", []))
-    columns["sample_size"] = result.sample_size
-    columns["sample_size_evidence"] = result.sample_size_evidence
+    columns.update(asdict(result.counts))
+    columns["evidence_level"] = result.evidence_level
+    columns["evidence_level_label"] = evidence_level_label(result.evidence_level, vocab)
+    columns["parent_design"] = result.parent_design
+    columns["on_topic"] = int(result.on_topic)
+    columns["on_topic_evidence"] = result.on_topic_evidence
     return columns
+
+
+def evidence_level_label(level: int | None, vocab: Vocabulary) -> str | None:
+    """ "2 · Randomised controlled trial": the number first, so the labels sort by level."""
+    return None if level is None else f"{level} · {vocab.evidence_levels.get(level, '')}".rstrip(" ·")
 
 
 class Tagging:
@@ -76,7 +95,7 @@ class Tagging:
         rows = {"study_tags": tag_rows(study_id, result)}
         if self.sentences:
             rows["sentences"] = sentence_rows(study_id, record, result)
-        return tag_columns(result), rows
+        return tag_columns(result, self.vocab), rows
 
 
 def sentence_context(record: dict, result: TagResult) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from .design import Design, resolve_designs
+from .sentences import Sentence
 from .vocabulary import KINDS, Vocabulary
 
 if TYPE_CHECKING:
@@ -16,20 +18,24 @@ if TYPE_CHECKING:
 
 
 def resolve(record: dict, supported: dict[str, list[Evidence]], mentions: list[Mention],
-             vocab: Vocabulary) -> list[str]:
+            sentences: list[Sentence], vocab: Vocabulary) -> tuple[list[str], Design]:
+    """The study's own tags (in kind order) and its design."""
     present = set(supported)
     by_kind: dict[str, set[str]] = {k: set() for k in KINDS}
     for tag_id in present:
         by_kind[vocab.tags[tag_id].kind].add(tag_id)
-    designs = resolve_designs(record, supported, by_kind["design"])
+    design = resolve_designs(record, supported, by_kind["design"], sentences, mentions, vocab,
+                             by_kind["population"])
+    designs = design.designs
     indications = _resolve_indications(supported, by_kind["indication"])
     drugs = _resolve_drugs(supported, by_kind["drug"], mentions)
     populations = by_kind["population"]
     if "animal" in designs and "human" in populations and not _has_text(supported, "human", min_count=2):
         populations.discard("human")
-    keep = designs | indications | drugs | by_kind["mechanism"] | by_kind["side_effect"] | by_kind["route"] \
+    routes = _resolve_routes(supported, by_kind["route"])
+    keep = designs | indications | drugs | by_kind["mechanism"] | by_kind["side_effect"] | routes \
         | populations
-    return sorted(keep, key=lambda t: (KINDS.index(vocab.tags[t].kind), t))
+    return sorted(keep, key=lambda t: (KINDS.index(vocab.tags[t].kind), t)), design
 
 
 def _has_text(supported: dict[str, list[Evidence]], tag_id: str, min_count: int = 1,
@@ -87,48 +93,8 @@ def _resolve_drugs(supported: dict[str, list[Evidence]], found: set[str], mentio
     return found
 
 
-_REVIEW_TITLE = re.compile(r"\breview\b|\boverview\b|\bperspective\b|\bupdate on\b|\bcommentary\b", re.I)
-_SYSTEMATIC_TITLE = re.compile(r"systematic|meta-?analy|scoping|umbrella", re.I)
-
-
-def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: set[str]) -> set[str]:
-    """The study's own design: secondary designs mentioned in passing are dropped."""
-    title = record.get("title") or ""
-    if "protocol" in found and (_in_title(supported, "protocol") or _structured(supported, "protocol")
-                                or _has_text(supported, "protocol", 2)):
-        return {"protocol"}
-    synthesis = {d for d in ("meta_analysis", "systematic_review") if d in found}
-    if synthesis:
-        strong = {d for d in synthesis if _in_title(supported, d) or _structured(supported, d)
-                  or _has_text(supported, d, 2)}
-        if strong:
-            if "meta_analysis" in strong and "systematic_review" in found:
-                strong.add("systematic_review")
-            return strong
-    if "guideline" in found and (_in_title(supported, "guideline") or _structured(supported, "guideline")):
-        return {"guideline"}
-    if _REVIEW_TITLE.search(title) and not _SYSTEMATIC_TITLE.search(title):
-        return {"narrative_review"}
-    if "narrative_review" in found and (_structured(supported, "narrative_review")
-                                        or _has_text(supported, "narrative_review", 1)):
-        if not ({"rct", "nonrandomised_trial", "cohort", "case_report"} & found
-                and not _structured(supported, "narrative_review")):
-            return {"narrative_review"}
-    for single in ("case_report", "case_series"):
-        if single in found and (_in_title(supported, single) or _structured(supported, single)):
-            return {single}
-    animal = "animal" in found and (_in_title(supported, "animal") or _has_text(supported, "animal", 2)
-                                    or _structured(supported, "animal"))
-    human_trial = [d for d in ("rct", "nonrandomised_trial") if d in found]
-    if animal and not human_trial:
-        return {"animal"} | ({"in_vitro"} if "in_vitro" in found else set())
-    for design in ("rct", "nonrandomised_trial", "case_control", "cross_sectional", "cohort",
-                   "case_series", "case_report"):
-        if design in found:
-            if design == "nonrandomised_trial" and _structured(supported, "nonrandomised_trial") \
-                    and "rct" in found:
-                return {"rct"}
-            return {design}
-    if "in_vitro" in found:
-        return {"in_vitro"}
-    return set()
+def _resolve_routes(supported: dict[str, list[Evidence]], found: set[str]) -> set[str]:
+    """The text's routes when it names any: MeSH "Administration, Oral" on an esketamine nasal-spray
+    trial indexes the oral antidepressant given with it, not the study drug."""
+    stated = {r for r in found if _has_text(supported, r)}
+    return stated or set(found)

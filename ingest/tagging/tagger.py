@@ -12,10 +12,11 @@ import bisect
 import re
 from dataclasses import asdict, dataclass, field
 
+from . import design as design_rules
 from .matching import keyed, left_boundary
 from .negation import Cues, scan, sentence_cues
 from .resolve import resolve
-from .sample_size import extract_sample_size
+from .sample_size import Counts, count_participants
 from .sentences import Sentence, record_sentences
 from .vocabulary import KINDS, Vocabulary, load_vocabulary
 
@@ -38,16 +39,30 @@ class TagResult:
     tags: dict[str, list[str]]
     absent: dict[str, list[str]]
     evidence: list[Evidence]
-    sample_size: int | None
-    sample_size_evidence: str | None
+    counts: Counts = field(default_factory=Counts)
+    parent_design: str | None = None  # the re-used study's design, for a secondary analysis
+    evidence_level: int | None = None  # 1 (strongest) to 6, from the design (vocabulary.yaml)
+    on_topic: bool = True  # about ketamine, esketamine, arketamine or their metabolites
+    on_topic_evidence: str | None = None
     sentences: list[Sentence] = field(default_factory=list, repr=False)  # as split for tagging
+
+    @property
+    def sample_size(self) -> int | None:
+        return self.counts.sample_size
+
+    @property
+    def sample_size_evidence(self) -> str | None:
+        return self.counts.sample_size_evidence
 
     def as_dict(self) -> dict:
         return {
             **{kind: self.tags.get(kind, []) for kind in KINDS},
             "side_effect_absent": self.absent.get("side_effect", []),
-            "sample_size": self.sample_size,
-            "sample_size_evidence": self.sample_size_evidence,
+            "parent_design": self.parent_design,
+            "evidence_level": self.evidence_level,
+            "on_topic": self.on_topic,
+            "on_topic_evidence": self.on_topic_evidence,
+            **asdict(self.counts),
             "evidence": [asdict(e) for e in self.evidence],
         }
 
@@ -167,11 +182,19 @@ def _sentence_rule(rule: re.Pattern, sentence: Sentence, memo: dict) -> bool:
     return memo[key]
 
 
-def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]], memo: dict) -> bool:
+def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]], memo: dict,
+            vocab: Vocabulary) -> bool:
     """Whether a (non-negated) text mention is evidence the study itself is about the tag."""
     where = mention.sentence.section_kind
-    if kind in ("mechanism", "population"):
+    if kind == "population":
         return True
+    if kind == "design":
+        return design_rules.counts(mention, vocab)
+    if kind == "mechanism":
+        # Studied (measured, manipulated, tested), not named: "ketamine, an NMDA receptor antagonist".
+        return where != "background" and not _DESCRIBES_KETAMINE.search(mention.sentence.lower)
+    if kind == "route" and _CO_MEDICATION.match(mention.sentence.lower, mention.end):
+        return False  # "an oral antidepressant" beside esketamine nasal spray: not the study drug's route
     if kind == "side_effect":
         if where in ("background", "methods") or mention.reduced:
             return False
@@ -183,14 +206,19 @@ def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]], mem
             _sentence_rule(_MEASUREMENT, mention.sentence, memo) or _COMORBID.search(mention.sentence.lower)):
         # "assessed with the Edinburgh Postnatal Depression Scale", "comorbid PTSD": not the indication.
         return False
-    if kind == "design" and where == "background":
-        # An objective ("to assess, in a randomised trial, ...") states the study's own design.
-        return bool(_OBJECTIVE_LABEL.match(mention.sentence.section or ""))
     return where != "background"
 
 
 _COMORBID = re.compile(r"\bco-?morbid")
-_OBJECTIVE_LABEL = re.compile(r"\s*(?:OBJECTIVES?|AIMS?|PURPOSE|GOALS?)\b", re.I)
+_KETAMINES = r"(?:(?:s-|r-|es|ar)?ketamine)"
+# A mechanism named as what ketamine is, in passing: not a mechanism the study investigates.
+_DESCRIBES_KETAMINE = re.compile(
+    rf"{_KETAMINES}\s*(?:\(\w+\)\s*)?,?\s*(?:is\s+)?(?:an?|the)\s+(?:[\w-]+\s+){{0,3}}(?:n-methyl|nmda)"
+    rf"|(?:nmda|n-methyl-d-aspartate)\w*\s+(?:\(nmda\)\s+)?(?:receptor\s+)?(?:\(nmdar?\)\s+)?antagonists?,?\s+"
+    rf"(?:\w+\s+)?{_KETAMINES}")
+# A route word that belongs to another drug given alongside ("oral antidepressant").
+_CO_MEDICATION = re.compile(r"(?:ly)?\s+(?:\w+\s+)?(?:antidepressants?|ads?\b|ssris?|snris?|medications?|drugs?|"
+                            r"therapy with|opioids?|analgesics?|benzodiazepines?|lithium|antipsychotics?)")
 
 
 def tag_record(record: dict, vocab: Vocabulary | None = None, sample_size: bool = True) -> TagResult:
@@ -211,6 +239,9 @@ def tag_record(record: dict, vocab: Vocabulary | None = None, sample_size: bool 
     memo: dict = {}  # rule checks per sentence, shared by the sentence's mentions
     for m in mentions:
         kind = vocab.tags[m.tag_id].kind
+        if m.negated and kind == "design" and not design_rules.NEAR_NEGATION.search(
+                m.sentence.lower[max(0, m.start - 30):m.start]):
+            m.negated = False  # "57 without melancholic features, and then randomly assigned": not negated
         if m.negated:
             # "No association between dissociation and response" says nothing about its absence.
             if kind == "side_effect" and _overlaps(m, claimed):
@@ -218,10 +249,10 @@ def tag_record(record: dict, vocab: Vocabulary | None = None, sample_size: bool 
             if kind != "side_effect" or (m.sentence.section_kind not in ("background", "methods")
                                          and not _ASSOCIATION_BETWEEN.search(m.sentence.lower)):
                 negated_only.setdefault(m.tag_id, []).append(_text_evidence(m, vocab))
-        elif _counts(m, kind, claimed, memo):
+        elif _counts(m, kind, claimed, memo, vocab):
             supported.setdefault(m.tag_id, []).append(_text_evidence(m, vocab))
 
-    present = resolve(record, supported, mentions, vocab)
+    present, design = resolve(record, supported, mentions, sentences, vocab)
     tags: dict[str, list[str]] = {kind: [] for kind in KINDS}
     evidence: list[Evidence] = []
     for tag_id in present:
@@ -235,13 +266,33 @@ def tag_record(record: dict, vocab: Vocabulary | None = None, sample_size: bool 
         if vocab.tags[tag_id].kind == "side_effect" and tag_id not in present:
             absent["side_effect"].append(tag_id)
             evidence.extend(_best(rows))
-    # Reviews, guidelines and laboratory studies have no participants of their own.
-    secondary = {"narrative_review", "systematic_review", "meta_analysis", "guideline", "animal", "in_vitro"}
-    if not sample_size or secondary & set(tags["design"]):
-        size, size_sentence = None, None
-    else:
-        size, size_sentence = extract_sample_size(sentences)
-    return TagResult(tags, absent, evidence, size, size_sentence, sentences)
+    counts = count_participants(sentences, set(tags["design"])) if sample_size else Counts()
+    topic, topic_evidence = on_topic(record, supported, tags["drug"])
+    return TagResult(tags, absent, evidence, counts, design.parent, design_rules.evidence_level(design, vocab),
+                     topic, topic_evidence, sentences)
+
+
+_KETAMINE_WORD = re.compile(
+    r"(?:\b|(?<=-))(?:[sr]-?|es|ar|nor|dehydronor|hydroxynor|\(\w+\)-)?ketamine\b|\bhnk\b", re.I)
+
+
+def on_topic(record: dict, supported: dict[str, list[Evidence]], drugs: list[str]) -> tuple[bool, str | None]:
+    """Whether the study is about ketamine or a relative, and what shows it (title, MeSH, chemical, sentences)."""
+    title = record.get("title") or ""
+    if _KETAMINE_WORD.search(title):
+        return True, title
+    for heading in record.get("mesh") or []:
+        if _KETAMINE_WORD.search(heading.get("descriptor") or ""):
+            return True, heading["descriptor"]
+    for chemical in record.get("chemicals") or []:
+        if _KETAMINE_WORD.search(chemical.get("name") or ""):
+            return True, chemical["name"]
+    # Named in the study's own methods or results, or more than once: not a passing comparison.
+    text = [e for d in drugs for e in supported.get(d, []) if e.source in ("title", "abstract")]
+    own = [e for e in text if (e.section or "").upper().startswith(("METHOD", "RESULT", "DESIGN", "INTERVENTION"))]
+    if own or len(text) >= 2:
+        return True, (own or text)[0].evidence
+    return False, None
 
 
 def _best(rows: list[Evidence]) -> list[Evidence]:

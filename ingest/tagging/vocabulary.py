@@ -30,6 +30,8 @@ class TagDef:
     pubtypes: list[str]
     patterns: list[str]
     case_patterns: list[str]
+    evidence_level: int | None = None  # designs only: 1 (strongest) to 6; None for no results
+    evidence_level_if_parent: dict[str, int] = field(default_factory=dict)  # secondary analyses
     regex: re.Pattern | None = None  # lower-case patterns, run on lower-cased text
     case_regex: re.Pattern | None = None  # case-sensitive patterns (acronyms), run on the original
     _slow_regex: re.Pattern | None = None
@@ -55,6 +57,11 @@ class Vocabulary:
     anchor_automaton: object = None
     unanchored: list[str] = field(default_factory=list)  # tags whose patterns have no literal start
     pubtype_index: dict[str, list[str]] = field(default_factory=dict)
+    evidence_levels: dict[int, str] = field(default_factory=dict)  # level -> label
+    # Named cue lists the design rules use (design_cues in the file): raw patterns, and compiled
+    # (lower-case, run on lower-cased text) by load_vocabulary.
+    design_cue_patterns: dict[str, list[str]] = field(default_factory=dict)
+    design_cues: dict[str, re.Pattern] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[TagDef]:
         return [t for t in self.tags.values() if t.kind == kind]
@@ -91,13 +98,21 @@ def _read(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
             id=raw["id"], kind=raw["kind"], label=raw["label"], definition=raw.get("definition", ""),
             mesh=raw.get("mesh") or [], pubtypes=raw.get("pubtypes") or [],
             patterns=raw.get("patterns") or [], case_patterns=raw.get("case_patterns") or [],
+            evidence_level=raw.get("evidence_level"),
+            evidence_level_if_parent=dict(raw.get("evidence_level_if_parent") or {}),
         )
         if tag.kind not in kinds:
             raise VocabularyError(f"tag {tag.id}: unknown kind {tag.kind!r}")
         if tag.id in tags:
             raise VocabularyError(f"tag {tag.id}: defined twice")
         tags[tag.id] = tag
-    return Vocabulary(kinds=kinds, tags=tags)
+    levels = {int(level): str(label) for level, label in (data.get("evidence_levels") or {}).items()}
+    for tag in tags.values():
+        for level in (tag.evidence_level, *tag.evidence_level_if_parent.values()):
+            if level is not None and level not in levels:
+                raise VocabularyError(f"tag {tag.id}: evidence level {level!r} is not in evidence_levels")
+    cues = {str(name): [str(p) for p in patterns or []] for name, patterns in (data.get("design_cues") or {}).items()}
+    return Vocabulary(kinds=kinds, tags=tags, evidence_levels=levels, design_cue_patterns=cues)
 
 
 @functools.lru_cache(maxsize=4)
@@ -134,4 +149,13 @@ def _load(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
     for anchor, cues in cue_entries().items():
         entries.setdefault(anchor, []).extend(cues)
     vocab.anchor_automaton = build_automaton(entries)
+    vocab.design_cues = {name: _compile_cue(name, patterns)
+                         for name, patterns in vocab.design_cue_patterns.items() if patterns}
     return vocab
+
+
+def _compile_cue(name: str, patterns: list[str]) -> re.Pattern:
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns))
+    except re.error as exc:
+        raise VocabularyError(f"design cue {name}: bad pattern ({exc})") from exc

@@ -15,6 +15,7 @@ import urllib.parse
 from functools import lru_cache
 
 from datasette import hookimpl
+from datasette.facets import ColumnFacet
 from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
 
@@ -185,6 +186,7 @@ async def study_detail(datasette, database: str, study_id: str) -> dict | None:
 
     detail = {
         "study": study,
+        "parent_design_label": tag_label(labels, study["parent_design"]) if study.get("parent_design") else None,
         "designs": labelled("designs"), "drugs": labelled("drugs"), "routes": labelled("routes"),
         "indications": labelled("indications"), "populations": labelled("populations"),
         "mesh_terms": json_list(study.get("mesh_terms")), "keywords": json_list(study.get("keywords")),
@@ -367,7 +369,22 @@ def extra_template_vars(datasette):
     async def kb_home(database="kb"):
         return await home_detail(datasette, database)
 
-    return {"kb_study": kb_study, "kb_trial": kb_trial, "kb_home": kb_home}
+    async def kb_off_topic(database="kb"):
+        key = ("off_topic", database)
+        if key not in cache:
+            cache[key] = await off_topic_count(datasette, database)
+        return cache[key]
+
+    return {"kb_study": kb_study, "kb_trial": kb_trial, "kb_home": kb_home, "kb_off_topic": kb_off_topic}
+
+
+async def off_topic_count(datasette, database: str) -> int:
+    """Studies flagged off topic (0 for a kb.db built before the flag existed)."""
+    db = datasette.get_database(database)
+    columns = {r[1] for r in (await db.execute("pragma table_info(studies)")).rows}
+    if "on_topic" not in columns:
+        return 0
+    return (await db.execute("select count(*) from studies where on_topic = 0")).first()[0]
 
 
 # --------------------------------------------------------------------------- cells
@@ -442,10 +459,37 @@ def robots_blocked(config: dict | None) -> bool:
     return not disallow or "/" in disallow
 
 
+# --------------------------------------------------------------------------- off-topic studies
+
+STUDIES_PATH = "/kb/studies"
+SHOW_OFF_TOPIC = "_offtopic"  # ?_offtopic=1 shows every study (Datasette ignores unknown _ arguments)
+
+
+def on_topic_redirect(scope) -> str | None:
+    """The studies page without an on_topic choice opens on the on-topic studies: where to send it."""
+    if scope.get("method") not in ("GET", "HEAD") or scope.get("path") != STUDIES_PATH:
+        return None
+    query = scope.get("query_string", b"").decode("latin-1")
+    keys = {urllib.parse.unquote_plus(pair.split("=", 1)[0]) for pair in query.split("&") if pair}
+    if SHOW_OFF_TOPIC in keys or any(k == "on_topic" or k.startswith("on_topic__") for k in keys):
+        return None
+    return f"{STUDIES_PATH}?{query + '&' if query else ''}on_topic=1"
+
+
+async def _redirect(send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 302,
+                "headers": [(b"location", location.encode("latin-1")), (b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
 @hookimpl
 def asgi_wrapper(datasette):
     def wrap(app):
         async def add_header(scope, receive, send):
+            location = on_topic_redirect(scope) if scope["type"] == "http" else None
+            if location:
+                await _redirect(send, location)
+                return
             if scope["type"] != "http" or not robots_blocked(datasette.plugin_config("datasette-block-robots")):
                 await app(scope, receive, send)
                 return
@@ -461,3 +505,26 @@ def asgi_wrapper(datasette):
         return add_header
 
     return wrap
+
+
+# --------------------------------------------------------------------------- facets
+
+
+class OrderedFacet(ColumnFacet):
+    """A column facet listed in the column's order, not by count (evidence levels: 1 first)."""
+
+    type = "ordered"
+
+    async def suggest(self):
+        return []
+
+    async def facet_results(self):
+        results, timed_out = await super().facet_results()
+        for facet in results:
+            facet["results"].sort(key=lambda item: (item["value"] is None, str(item["value"])))
+        return results, timed_out
+
+
+@hookimpl
+def register_facet_classes():
+    return [OrderedFacet]

@@ -1,0 +1,203 @@
+"""The study's own design, following PubMed's publication-type scope notes and Cochrane's definitions.
+
+A design statement counts only where it describes this study: not in background, not in a
+recommendation ("further RCTs are needed"), not as another study's design (a review's included
+trials, a model's inputs, an emulated target trial, the parent trial of a secondary analysis).
+Which words are which is data (``design_cues`` in vocabulary.yaml); the order in which designs
+win over each other is here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .sentences import Sentence
+from .vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from .tagger import Evidence, Mention
+
+# Trial designs: a mention of one in a sentence about other studies is that study's design.
+TRIAL_DESIGNS = ("rct", "nonrandomised_trial", "single_arm_trial")
+# A parent study's design, strongest first, for secondary analyses.
+PARENT_ORDER = ("rct", "nonrandomised_trial", "single_arm_trial", "cohort", "case_control", "cross_sectional")
+OBSERVATIONAL_ORDER = ("case_control", "cross_sectional", "cohort", "case_series", "case_report")
+_OBJECTIVE_LABEL = re.compile(r"\s*(?:OBJECTIVES?|AIMS?|PURPOSE|GOALS?)\b", re.I)
+# A background sentence about this study ("The present secondary analysis examines...").
+_OWN_VOICE = re.compile(r"\b(?:the present|this|our)\s+(?:[\w-]+\s+){0,3}(?:study|trial|analysis|review|report|work)\b|"
+                        r"\bhere,? we\b|\bwe (?:conducted|performed|report|present|carried out|aimed)\b")
+# Negation that reaches a design statement: next to it ("not randomised", "without randomisation").
+NEAR_NEGATION = re.compile(r"(?:\bnot|\bno|\bwithout|\bnever|\bneither|\bnor|\bnon|\babsence of)\W+(?:\w+\W+)?$")
+# Cohort evidence that makes a study observational even when its patients had open-label treatment.
+_OBSERVATIONAL_WORDS = re.compile(r"retrospective|chart|registry|real-world|naturalistic|database|records|"
+                                  r"claims data|observational|pharmacovigilance|emulat", re.I)
+
+
+@dataclass
+class Design:
+    """The study's own designs, and for a secondary analysis its parent study's design."""
+
+    designs: set[str]
+    parent: str | None = None
+
+
+def cue(vocab: Vocabulary, name: str, sentence: Sentence) -> bool:
+    pattern = vocab.design_cues.get(name)
+    return bool(pattern and pattern.search(sentence.lower))
+
+
+def counts(mention: Mention, vocab: Vocabulary) -> bool:
+    """Whether a (non-negated) design mention describes this study's own design."""
+    sentence = mention.sentence
+    if sentence.section_kind == "background" and not (_OBJECTIVE_LABEL.match(sentence.section or "")
+                                                      or _OWN_VOICE.search(sentence.lower)):
+        return False
+    if cue(vocab, "future", sentence):
+        return False
+    if mention.tag_id in TRIAL_DESIGNS and (cue(vocab, "borrowed", sentence)
+                                            or _secondary_sentence(sentence, vocab)):
+        return False
+    return True
+
+
+def _secondary_sentence(sentence: Sentence, vocab: Vocabulary) -> bool:
+    regex = vocab.tags["secondary_analysis"].regex if "secondary_analysis" in vocab.tags else None
+    return bool(regex and regex.search(sentence.lower))
+
+
+def is_registration(record: dict, vocab: Vocabulary) -> bool:
+    """A trial-registry record: two or more registry field labels, the first section among them."""
+    pattern = vocab.design_cues.get("registry_fields")
+    labels = [(s.get("label") or "").strip().lower() for s in record.get("abstract_sections") or []]
+    hits = [bool(pattern and label and pattern.fullmatch(label)) for label in labels]
+    return bool(hits) and hits[0] and sum(hits) >= 2
+
+
+def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: set[str],
+                    sentences: list[Sentence], mentions: list[Mention], vocab: Vocabulary,
+                    populations: set[str] = frozenset()) -> Design:
+    """The study's own design from the design statements that count (``supported``)."""
+    if is_registration(record, vocab):
+        return Design({"registration"})
+    title = record.get("title") or ""
+    strong = _Strength(supported)
+    if "protocol" in found and (strong.title("protocol") or strong.structured("protocol")
+                                or strong.text("protocol", 2)):
+        return Design({"protocol"})
+    synthesis = {d for d in ("meta_analysis", "systematic_review") if d in found
+                 and (strong.title(d) or strong.structured(d) or strong.text(d, 2))}
+    if synthesis:
+        if "meta_analysis" in synthesis and "systematic_review" in found:
+            synthesis.add("systematic_review")
+        return Design(synthesis)
+    if "guideline" in found and (strong.title("guideline") or strong.structured("guideline")):
+        return Design({"guideline"})
+    if _REVIEW_TITLE.search(title) and not _SYSTEMATIC_TITLE.search(title):
+        return Design({"narrative_review"})
+    if "narrative_review" in found and (strong.structured("narrative_review") or strong.text("narrative_review")):
+        if not ({"rct", "nonrandomised_trial", "single_arm_trial", "cohort", "case_report"} & found
+                and not strong.structured("narrative_review")):
+            return Design({"narrative_review"})
+    for single in ("case_report", "case_series"):
+        if single in found and (strong.title(single) or strong.structured(single)):
+            return Design({single})
+    if "modelling" in found and (strong.title("modelling") or strong.structured("modelling")
+                                 or strong.text("modelling", 2)):
+        return Design({"modelling"})
+    if "secondary_analysis" in found and (strong.title("secondary_analysis") or strong.text("secondary_analysis")):
+        return Design({"secondary_analysis"}, _parent_design(record, sentences, mentions, vocab))
+    animal = "animal" in found and (strong.title("animal") or strong.text("animal", 2) or strong.structured("animal"))
+    if animal and ("human" not in populations or not ({"rct", "nonrandomised_trial", "single_arm_trial"} & found)):
+        return Design({"animal"} | ({"in_vitro"} if "in_vitro" in found else set()))
+    trial = _trial_design(record, supported, found, sentences, vocab)
+    if trial:
+        return Design({trial})
+    for design in OBSERVATIONAL_ORDER:
+        if design in found:
+            return Design({design})
+    if "in_vitro" in found:
+        return Design({"in_vitro"})
+    return Design(set())
+
+
+def _trial_design(record: dict, supported: dict[str, list[Evidence]], found: set[str],
+                  sentences: list[Sentence], vocab: Vocabulary) -> str | None:
+    """rct, nonrandomised_trial or single_arm_trial when the study is interventional; else None."""
+    if "rct" in found:
+        return "rct"
+    own = [s for s in sentences if s.section_kind != "background" and not cue(vocab, "future", s)
+           and not cue(vocab, "borrowed", s)]
+    blinded = any(cue(vocab, "controlled", s) for s in own)
+    compared = any(cue(vocab, "comparison", s) for s in own)
+    interventional = (blinded or bool({"nonrandomised_trial", "single_arm_trial"} & found)
+                      or any(cue(vocab, "interventional", s) for s in own if s.section_kind != "title")
+                      or _clinical_trial_type(record))
+    if not interventional:
+        return None
+    if "cohort" in found and not blinded and any(_OBSERVATIONAL_WORDS.search(e.evidence)
+                                                 for e in supported.get("cohort", [])):
+        return None  # patients treated in routine care, studied afterwards: observational
+    single = [e for e in supported.get("single_arm_trial", []) if re.search(r"single|uncontrolled", e.evidence, re.I)]
+    if single:
+        return "single_arm_trial"
+    if "nonrandomised_trial" in found or blinded or compared:
+        return "nonrandomised_trial"
+    if "single_arm_trial" in found or _clinical_trial_type(record):
+        return "single_arm_trial"
+    if not found & {"cohort", "case_control", "cross_sectional", "case_series", "case_report", "in_vitro"}:
+        return "single_arm_trial"  # a treatment given and followed, with nothing observational about it
+    return None
+
+
+def _clinical_trial_type(record: dict) -> bool:
+    return any((p.get("name") or "").lower().startswith("clinical trial")
+               for p in record.get("publication_types") or [])
+
+
+def _parent_design(record: dict, sentences: list[Sentence], mentions: list[Mention], vocab: Vocabulary) -> str | None:
+    """The design of the study a secondary analysis re-uses, from the sentences that name it."""
+    # In a secondary analysis every trial statement describes the parent study.
+    named = {m.tag_id for m in mentions if not m.negated and m.tag_id in PARENT_ORDER
+             and not cue(vocab, "future", m.sentence)}
+    types = {(p.get("name") or "").lower() for p in record.get("publication_types") or []}
+    if "randomized controlled trial" in types:
+        named.add("rct")
+    for design in PARENT_ORDER:
+        if design in named:
+            return design
+    return None
+
+
+class _Strength:
+    """How strongly the counted statements support a design."""
+
+    def __init__(self, supported: dict[str, list[Evidence]]):
+        self.supported = supported
+
+    def title(self, tag_id: str) -> bool:
+        return any(e.source == "title" for e in self.supported.get(tag_id, []))
+
+    def structured(self, tag_id: str) -> bool:
+        return any(e.source in ("mesh", "publication_type") for e in self.supported.get(tag_id, []))
+
+    def text(self, tag_id: str, min_count: int = 1) -> bool:
+        return sum(1 for e in self.supported.get(tag_id, []) if e.source in ("title", "abstract")) >= min_count
+
+
+def evidence_level(design: Design, vocab: Vocabulary) -> int | None:
+    """The strongest (lowest) evidence level of the study's designs; None for protocols and registrations."""
+    levels = []
+    for tag_id in design.designs:
+        tag = vocab.tags.get(tag_id)
+        if tag is None:
+            continue
+        level = tag.evidence_level_if_parent.get(design.parent or "", tag.evidence_level)
+        if level is not None:
+            levels.append(level)
+    return min(levels) if levels else None
+
+
+_REVIEW_TITLE = re.compile(r"\breview\b|\boverview\b|\bperspective\b|\bupdate on\b|\bcommentary\b", re.I)
+_SYSTEMATIC_TITLE = re.compile(r"systematic|meta-?analy|scoping|umbrella", re.I)

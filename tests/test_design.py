@@ -1,0 +1,148 @@
+"""The study's own design, evidence level, sample size and topic (issue: tags that describe the study itself)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.sources.files import split_inline_sections
+from ingest.tagging import load_vocabulary, tag_record
+from ingest.tagging.sample_size import to_int
+
+
+def tag(title: str = "", abstract: str = "", **extra) -> dict:
+    record = {"title": title, "abstract": abstract, "abstract_sections": split_inline_sections(abstract), **extra}
+    return tag_record(record).as_dict()
+
+
+# --------------------------------------------------------------------------- RCT only when this study randomised
+
+
+@pytest.mark.parametrize("title, abstract", [
+    ("Ketamine for depression in older adults", "CONCLUSIONS: Further randomised controlled trials are needed."),
+    ("Open-label ketamine in TRD", "METHODS: This open-label, non-randomized, uncontrolled, retrospective chart "
+     "review included 52 patients who received ketamine infusions."),
+    ("Esketamine and suicide risk", "METHODS: We emulated a target randomised trial using registry data from 4,210 "
+     "patients treated with esketamine or ECT."),
+    ("Cost-effectiveness of esketamine", "METHODS: A Markov model was built with parameters from a randomized "
+     "controlled trial. RESULTS: Esketamine cost 56,000 USD per QALY."),
+    ("Ketamine for depression: a systematic review and meta-analysis", "METHODS: We searched PubMed and included "
+     "twelve randomized controlled trials. RESULTS: Ketamine reduced depression scores."),
+    ("Ketamine in TRD", "METHODS: In this quasi-randomised study, 40 patients received ketamine or ECT."),
+    ("Ketamine in TRD", "METHODS: Patients were not randomised; 30 chose ketamine and 30 chose ECT."),
+    ("Ketamine for pain", "METHODS: In this double-blind, placebo-controlled study, 24 patients received ketamine "
+     "or saline."),
+])
+def test_mentions_emulations_models_and_hedges_are_not_rcts(title, abstract):
+    assert "rct" not in tag(title, abstract)["design"]
+
+
+def test_placebo_controlled_without_randomisation_is_a_controlled_trial():
+    result = tag("Ketamine for pain", "METHODS: In this double-blind, placebo-controlled study, 24 patients "
+                 "received ketamine or saline. RESULTS: Pain fell.")
+    assert result["design"] == ["nonrandomised_trial"] and result["evidence_level"] == 3
+
+
+def test_single_arm_open_label_trial_is_kept_apart():
+    result = tag("Oral ketamine for suicidal ideation: a single-arm, open-label phase II trial",
+                 "METHODS: Thirty-two adults received six doses of oral ketamine. RESULTS: Ideation fell.")
+    assert result["design"] == ["single_arm_trial"]
+    assert result["evidence_level"] == 4 and result["sample_size"] == 32
+
+
+def test_own_randomisation_is_an_rct():
+    result = tag("Ketamine versus midazolam in depression",
+                 "METHODS: A total of 94 elderly patients were divided into two groups by the random number table "
+                 "method. RESULTS: Scores fell in both groups.")
+    assert result["design"] == ["rct"] and result["sample_size"] == 94
+
+
+def test_secondary_analysis_keeps_the_parent_design():
+    result = tag("Sleep and ketamine response: a post hoc analysis",
+                 "METHODS: This is a post hoc analysis of a randomized, placebo-controlled trial in which 120 "
+                 "patients were randomized to ketamine or midazolam. RESULTS: Sleep improved.")
+    assert result["design"] == ["secondary_analysis"]
+    assert result["parent_design"] == "rct" and result["evidence_level"] == 3
+
+
+def test_modelling_study_has_no_sample_size():
+    result = tag("Cost-effectiveness of esketamine nasal spray: a Markov model",
+                 "METHODS: A microsimulation of 350,000 patients was run. RESULTS: The ICER was high.")
+    assert result["design"] == ["modelling"]
+    assert result["sample_size"] is None and result["evidence_level"] == 5
+
+
+def test_trial_registry_record_is_a_registration():
+    abstract = ("INTERVENTION: Drug: esketamine nasal spray. PRIMARY OUTCOME: Change in MADRS at day 28. "
+                "INCLUSION CRITERIA: Adults with TRD. EXCLUSION CRITERIA: Psychosis.")
+    result = tag("A randomized trial of esketamine versus quetiapine", abstract)
+    assert result["design"] == ["registration"]
+    assert result["evidence_level"] is None and result["sample_size"] is None
+
+
+# --------------------------------------------------------------------------- sample size
+
+
+@pytest.mark.parametrize("words, value", [
+    ("Seventy-six", 76), ("Fifty- six", 56), ("one hundred and twelve", 112), ("twenty one", 21),
+    ("1,204", 1204), ("a hundred", 100), ("seventeen", 17), ("banana", None),
+])
+def test_number_words(words, value):
+    assert to_int(words) == value
+
+
+@pytest.mark.parametrize("abstract, n", [
+    ("METHODS: Seventy-six patients with TRD were randomised to ketamine or placebo.", 76),
+    ("METHODS: The study was carried out on 64 patients undergoing surgery.", 64),
+    ("RESULTS: Fifty- six maintenance cycles from 38 patients were analysed.", 38),
+    ("METHODS: Patients received ketamine (n = 20) or midazolam (n = 22).", 42),
+    ("METHODS: Of the randomised participants (n = 60), ketamine (n = 30) and placebo (n = 30).", 60),
+    ("METHODS: One hundred and twelve adults were enrolled.", 112),
+])
+def test_sample_size(abstract, n):
+    assert tag("Ketamine in depression: a randomised trial", abstract)["sample_size"] == n
+
+
+def test_syntheses_count_studies_and_pooled_participants_not_a_sample_size():
+    result = tag("Ketamine for suicidal ideation: a systematic review and meta-analysis",
+                 "METHODS: We searched MEDLINE and Embase. RESULTS: Fifteen RCTs involving 1,132 participants "
+                 "were included. Ketamine reduced ideation.")
+    assert result["sample_size"] is None
+    assert result["studies_included"] == 15 and result["participants_pooled"] == 1132
+    assert "Fifteen RCTs" in result["studies_included_evidence"]
+
+
+# --------------------------------------------------------------------------- on topic, routes, mechanisms
+
+
+def test_off_topic_records_are_flagged():
+    lsd = tag("LSD microdosing and mood: a randomised trial",
+              "BACKGROUND: Ketamine and psilocybin have rapid effects. METHODS: 80 adults received LSD or placebo.")
+    assert lsd["on_topic"] is False
+    on = tag("Esketamine nasal spray in TRD", "RESULTS: Response was rapid.")
+    assert on["on_topic"] is True and on["on_topic_evidence"] == "Esketamine nasal spray in TRD"
+    by_mesh = tag("Rapid antidepressants", "RESULTS: Response was rapid.",
+                  mesh=[{"descriptor": "Ketamine", "qualifiers": []}])
+    assert by_mesh["on_topic"] is True
+
+
+def test_mesh_route_yields_to_the_route_the_text_gives():
+    result = tag("Esketamine nasal spray plus an oral antidepressant in TRD",
+                 "METHODS: Patients self-administered esketamine nasal spray with a new oral antidepressant.",
+                 mesh=[{"descriptor": "Administration, Oral", "descriptor_ui": "D000284", "qualifiers": []},
+                       {"descriptor": "Administration, Intranasal", "descriptor_ui": "D000281", "qualifiers": []}])
+    assert result["route"] == ["intranasal"]
+
+
+def test_mechanism_studied_not_named():
+    named = tag("Ketamine in TRD", "BACKGROUND: Ketamine, an NMDA receptor antagonist, is rapid. "
+                "RESULTS: MADRS fell.")
+    assert named["mechanism"] == []
+    measured = tag("Ketamine in TRD", "METHODS: Serum BDNF was measured before and after infusion. "
+                   "RESULTS: BDNF levels rose after ketamine.")
+    assert measured["mechanism"] == ["bdnf_trkb"]
+
+
+def test_every_design_maps_to_a_level_in_the_vocabulary():
+    vocab = load_vocabulary()
+    assert sorted(vocab.evidence_levels) == [1, 2, 3, 4, 5, 6]
+    assert vocab.tags["secondary_analysis"].evidence_level_if_parent == {"rct": 3}
