@@ -236,8 +236,10 @@ def tag_text(input, output):
 
     Each input line is an object with "title" and/or "abstract" (optionally "mesh" and
     "publication_types" as lists of names). Each output line is that object plus "tags":
-    indication, mechanism, side_effect (and side_effect_absent), design, drug, route,
-    population, sample_size, and the evidence sentence (with its negation flag) for each tag.
+    indication, mechanism, side_effect (and side_effect_absent), design (the study's own;
+    parent_design for a secondary analysis), evidence_level (1-6), drug, route, population,
+    sample_size (or, for a synthesis, studies_included and participants_pooled), on_topic,
+    and the evidence sentence (with its negation flag) for each tag and count.
 
     \b
     Examples:

@@ -100,3 +100,60 @@ def errors(gold: list[dict], predictions: dict[str, dict], kind: str) -> list[tu
         if predicted != expected:
             out.append((str(item["pmid"]), predicted - expected, expected - predicted))
     return out
+
+
+# --------------------------------------------------------------------------- the blind test set
+
+BLIND_FILE = "tags_blind.jsonl"
+
+
+def load_blind(folder: Path) -> list[dict]:
+    """The adjudicated blind test set (tests/gold/blind/tags_blind.jsonl); [] until it exists."""
+    path = folder / "blind" / BLIND_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Exact:
+    """Share of items where the tagger gives exactly the gold value."""
+
+    right: int = 0
+    total: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.total if self.total else 1.0
+
+    def add(self, predicted, gold) -> None:
+        self.total += 1
+        self.right += int(predicted == gold)
+
+
+def score_values(gold: list[dict], predictions: dict[str, dict]) -> dict[str, Exact]:
+    """Exact-match figures for the study-level values of the blind set.
+
+    sample_size: where the abstract states one (gold sample_size_stated); sample_size_none: where
+    it does not, the tagger must give none; evidence_level and on_topic: every study;
+    parent_design: secondary analyses; studies_included / participants_pooled: where stated.
+    """
+    out = {name: Exact() for name in ("sample_size", "sample_size_none", "evidence_level", "on_topic",
+                                      "off_topic_found", "parent_design", "studies_included",
+                                      "participants_pooled")}
+    for item in gold:
+        p = predictions[str(item["pmid"])]
+        if item.get("sample_size_stated") and item.get("sample_size") is not None:
+            out["sample_size"].add(p.get("sample_size"), item["sample_size"])
+        elif item.get("sample_size") is None:
+            out["sample_size_none"].add(p.get("sample_size"), None)
+        out["evidence_level"].add(p.get("evidence_level"), item.get("evidence_level"))
+        out["on_topic"].add(bool(p.get("on_topic")), bool(item.get("on_topic")))
+        if item.get("on_topic") is False:
+            out["off_topic_found"].add(bool(p.get("on_topic")), False)
+        if "secondary_analysis" in (item.get("design") or []):
+            out["parent_design"].add(p.get("parent_design"), item.get("parent_design"))
+        for name in ("studies_included", "participants_pooled"):
+            if item.get(name) is not None:
+                out[name].add(p.get(name), item[name])
+    return out

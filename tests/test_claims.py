@@ -82,7 +82,7 @@ def make_kb(path: Path, studies: list[dict] = STUDIES) -> Path:
             "year": s["year"], "journal": "J Test", "first_author": f"Author{s['id']} A",
             "designs": json.dumps(s["designs"]), "populations": json.dumps(s["populations"]),
             "drugs": json.dumps(s.get("drugs", ["ketamine"])), "routes": json.dumps(s.get("routes", [])),
-            "is_retracted": s["is_retracted"], "sample_size": 40,
+            "is_retracted": s["is_retracted"], "sample_size": 40, "on_topic": s.get("on_topic", 1),
         })
         rows = [(0, "TITLE", "title", s["title"])] + [
             (i, kind.upper(), kind, text) for i, (kind, text) in enumerate(s["sentences"], 1)]
@@ -606,3 +606,19 @@ def test_bundled_model_embeds_offline(tmp_path, monkeypatch):
                                      "Serum sodium was measured weekly."])
     query = model.encode_query("it can stop people breathing")
     assert vectors.shape == (2, model.dim) and float(vectors[0] @ query) > float(vectors[1] @ query)
+
+
+def test_off_topic_studies_are_no_evidence(tmp_path):
+    # The same sentence in an on-topic study and in one flagged off topic: only the first is listed.
+    studies = [
+        {"id": "301", "title": "Ketamine and frobnication", "year": 2024, "designs": ["rct"], "populations": ["human"],
+         "is_retracted": 0, "sentences": [("results", "Ketamine caused frobnication of the bladder.")]},
+        {"id": "302", "title": "LSD and frobnication", "year": 2024, "designs": ["rct"], "populations": ["human"],
+         "is_retracted": 0, "on_topic": 0,
+         "sentences": [("results", "Ketamine caused frobnication of the bladder.")]},
+    ]
+    connection = sqlite3.connect(f"file:{make_kb(tmp_path / 'kb.db', studies)}?mode=ro", uri=True)
+    try:
+        assert ranked(connection, "ketamine causes frobnication of the bladder") == ["301"]
+    finally:
+        connection.close()

@@ -84,6 +84,23 @@ SITE_XML = """<?xml version="1.0" ?>
   </MedlineCitation>
   <PubmedData><ArticleIdList><ArticleId IdType="pubmed">99000002</ArticleId></ArticleIdList></PubmedData>
 </PubmedArticle>
+<PubmedArticle>
+  <MedlineCitation Status="MEDLINE" Owner="NLM">
+    <PMID Version="1">99000003</PMID>
+    <Article PubModel="Print">
+      <Journal>
+        <JournalIssue CitedMedium="Print"><PubDate><Year>2024</Year></PubDate></JournalIssue>
+        <Title>Example Journal of Psychedelics</Title>
+      </Journal>
+      <ArticleTitle>LSD microdosing in major depressive disorder: an open-label trial.</ArticleTitle>
+      <Abstract>
+        <AbstractText>Nineteen adults with major depressive disorder took LSD microdoses for six weeks. Depression
+          scores fell.</AbstractText>
+      </Abstract>
+    </Article>
+  </MedlineCitation>
+  <PubmedData><ArticleIdList><ArticleId IdType="pubmed">99000003</ArticleId></ArticleIdList></PubmedData>
+</PubmedArticle>
 </PubmedArticleSet>
 """
 
@@ -104,7 +121,8 @@ SITE_TRIALS = {"studies": [{
     "hasResults": False,
 }]}
 
-STUDY_IDS = {"39000001", "2345678", "17000002", "36000004", "99000001", "99000002"}
+STUDY_IDS = {"39000001", "2345678", "17000002", "36000004", "99000001", "99000002", "99000003"}
+OFF_TOPIC = "99000003"  # an LSD trial: kept, flagged, hidden by default
 
 
 def build_site_kb(folder: Path) -> Path:
@@ -548,3 +566,36 @@ def test_ranked_search_scores_only_the_newest_matches_past_its_cap(site_kb):
     ids = {r[0] for r in conn.execute(f"select id from studies where rowid in ({matching[0]}, {matching[1]})")}
     assert {r[0] for r in capped} == ids
     assert len(conn.execute(sql, {"q": "ketamine"}).fetchall()) == len(matching)
+
+
+# --------------------------------------------------------------------------- what a study is
+
+
+def test_studies_page_opens_on_the_on_topic_studies(ds):
+    first = asyncio.run(ds.client.get("/kb/studies"))
+    assert first.status_code == 302 and first.headers["location"] == "/kb/studies?on_topic=1"
+    kept = asyncio.run(ds.client.get("/kb/studies?_search=depression"))
+    assert kept.headers["location"] == "/kb/studies?_search=depression&on_topic=1"
+    html = get(ds, "/kb/studies").text
+    assert 'id="kb-offtopic-notice"' in html and "1 off-topic record hidden" in html
+    assert f"/kb/studies/{OFF_TOPIC}" not in html
+    everything = get(ds, "/kb/studies", _offtopic="1")
+    assert everything.status_code == 200 and f"/kb/studies/{OFF_TOPIC}" in everything.text
+    # JSON for analysts is never filtered behind their back.
+    assert OFF_TOPIC in {r["id"] for r in rows(ds, "/kb/studies.json", _size="max")}
+
+
+def test_off_topic_study_page_says_so(ds):
+    html = get(ds, f"/kb/studies/{OFF_TOPIC}").text
+    assert "Off topic." in html
+    assert "Off topic." not in get(ds, "/kb/studies/99000002").text
+
+
+def test_evidence_level_facet_sorts_by_level_and_shows_on_the_study_page(ds):
+    facet = get(ds, "/kb/studies.json", _offtopic="1", _facet_ordered="evidence_level_label").json()
+    values = [v["value"] for v in facet["facet_results"]["evidence_level_label"]["results"]]
+    assert values == sorted(values) and "2 · Randomised controlled trial" in values
+    html = get(ds, "/kb/studies/99000002").text
+    assert "Evidence level" in html and "2 · Randomised controlled trial" in html
+    levels = rows(ds, "/kb/evidence_levels.json")
+    assert [r["level"] for r in levels] == [1, 2, 3, 4, 5, 6] and "rct" in levels[1]["designs"]

@@ -44,8 +44,24 @@ class Design:
 
 
 def cue(vocab: Vocabulary, name: str, sentence: Sentence) -> bool:
-    pattern = vocab.design_cues.get(name)
-    return bool(pattern and pattern.search(sentence.lower))
+    """Whether the sentence has one of the named design cues (each computed once per sentence)."""
+    key = ("cue", name)
+    if key not in sentence.memo:
+        # One substring pass finds which cue patterns could match; only those run, each on its own.
+        possible = _possible_cues(vocab, sentence)
+        text = sentence.lower
+        sentence.memo[key] = any(
+            regex.search(text) for i, (anchors, regex) in enumerate(vocab.design_cues.get(name, ()))
+            if anchors is None or (name, i) in possible)
+    return sentence.memo[key]
+
+
+def _possible_cues(vocab: Vocabulary, sentence: Sentence) -> set[tuple[str, int]]:
+    key = ("possible cues",)
+    if key not in sentence.memo:
+        automaton = vocab.design_cue_automaton
+        sentence.memo[key] = {k for _, keys in automaton.iter(sentence.lower) for k in keys} if automaton else set()
+    return sentence.memo[key]
 
 
 def counts(mention: Mention, vocab: Vocabulary) -> bool:
@@ -63,15 +79,18 @@ def counts(mention: Mention, vocab: Vocabulary) -> bool:
 
 
 def _secondary_sentence(sentence: Sentence, vocab: Vocabulary) -> bool:
-    regex = vocab.tags["secondary_analysis"].regex if "secondary_analysis" in vocab.tags else None
-    return bool(regex and regex.search(sentence.lower))
+    key = ("secondary",)
+    if key not in sentence.memo:
+        regex = vocab.tags["secondary_analysis"].regex if "secondary_analysis" in vocab.tags else None
+        sentence.memo[key] = bool(regex and regex.search(sentence.lower))
+    return sentence.memo[key]
 
 
 def is_registration(record: dict, vocab: Vocabulary) -> bool:
     """A trial-registry record: two or more registry field labels, the first section among them."""
-    pattern = vocab.design_cues.get("registry_fields")
+    patterns = [regex for _, regex in vocab.design_cues.get("registry_fields", ())]
     labels = [(s.get("label") or "").strip().lower() for s in record.get("abstract_sections") or []]
-    hits = [bool(pattern and label and pattern.fullmatch(label)) for label in labels]
+    hits = [bool(label) and any(regex.fullmatch(label) for regex in patterns) for label in labels]
     return bool(hits) and hits[0] and sum(hits) >= 2
 
 
@@ -127,15 +146,17 @@ def _trial_design(record: dict, supported: dict[str, list[Evidence]], found: set
     """rct, nonrandomised_trial or single_arm_trial when the study is interventional; else None."""
     if "rct" in found:
         return "rct"
-    own = [s for s in sentences if s.section_kind != "background" and not cue(vocab, "future", s)
-           and not cue(vocab, "borrowed", s)]
-    blinded = any(cue(vocab, "controlled", s) for s in own)
-    compared = any(cue(vocab, "comparison", s) for s in own)
+    def stated(name: str, sections: tuple[str, ...] = ("background",)) -> bool:
+        """A cue in a sentence about this study (the cue first: it is the rarer test to pass)."""
+        return any(cue(vocab, name, s) and s.section_kind not in sections and not cue(vocab, "future", s)
+                   and not cue(vocab, "borrowed", s) for s in sentences)
+
+    blinded = stated("controlled")
     interventional = (blinded or bool({"nonrandomised_trial", "single_arm_trial"} & found)
-                      or any(cue(vocab, "interventional", s) for s in own if s.section_kind != "title")
-                      or _clinical_trial_type(record))
+                      or _clinical_trial_type(record) or stated("interventional", ("background", "title")))
     if not interventional:
         return None
+    compared = stated("comparison")
     if "cohort" in found and not blinded and any(_OBSERVATIONAL_WORDS.search(e.evidence)
                                                  for e in supported.get("cohort", [])):
         return None  # patients treated in routine care, studied afterwards: observational

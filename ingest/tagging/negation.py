@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .matching import VocabularyError, anchors_for, build_automaton, keyed
 
@@ -33,6 +33,12 @@ _REDUCED = re.compile(
 # would stop `re` from skipping ahead quickly).
 # Where a clause ends: a negation or reduction never reaches across one.
 _BREAK = re.compile(r"(?:but|however|although|though|except|whereas|while|yet)\b")
+# Not a negation cue, found in the same pass for the sample size: words that name people
+# (a sentence without one states no number of participants).
+PEOPLE_WORDS = re.compile(
+    r"(?:patient|participant|subject|adult|individual|women|men|veteran|child|adolescent|volunteer|people|"
+    r"person|mother|parturient|case|youth|respondent|user|resident|smoker|drinker|inmate|soldier|student|nurse|"
+    r"physician|clinician|infant|neonate|elderly|survivor|outpatient|inpatient)")
 PRE_WINDOW, POST_WINDOW, REDUCED_WINDOW = 90, 60, 60
 
 
@@ -45,6 +51,7 @@ class Cues:
     post: list[int]  # start offsets of post-negation triggers
     reduced: list[int]  # end offsets of reduction triggers
     breaks: list[int]  # offsets of clause-break words ("but", "however")
+    people: list[int] = field(default_factory=list)  # offsets of words naming people
 
     def _clear(self, a: int, b: int) -> bool:
         """No clause break between offsets a and b (punctuation is looked up only when needed)."""
@@ -66,13 +73,13 @@ _PUNCTUATION_BREAK = re.compile(r"[.;:\n]")  # a newline separates the sentences
 
 # Negation cues are found in the same Aho-Corasick pass as the vocabulary: an automaton entry
 # whose target is one of these ints records a cue instead of a tag (field order of Cues).
-CUE_PRE, CUE_POST, CUE_REDUCED, CUE_BREAK = range(4)
+CUE_PRE, CUE_POST, CUE_REDUCED, CUE_BREAK, CUE_PEOPLE = range(5)
 
 
 def cue_entries() -> dict[str, list]:
     entries: dict[str, list] = {}
     for cue, regex in ((CUE_PRE, _PRE_NEGATION), (CUE_POST, _POST_NEGATION), (CUE_REDUCED, _REDUCED),
-                       (CUE_BREAK, _BREAK)):
+                       (CUE_BREAK, _BREAK), (CUE_PEOPLE, PEOPLE_WORDS)):
         anchors = anchors_for([regex.pattern])
         if not anchors:
             raise VocabularyError(f"no literal start in {regex.pattern[:40]!r}")
@@ -94,7 +101,7 @@ def scan(automaton, text: str, lowered: str, key_text: str) -> tuple[list[tuple[
     """
     seen: set[tuple[str, int]] = set()
     found = []
-    cues: tuple[list[int], ...] = ([], [], [], [])
+    cues: tuple[list[int], ...] = ([], [], [], [], [])
     for end, (length, payload) in automaton.iter(key_text):
         position = end - length + 1
         for target, match, original in payload:

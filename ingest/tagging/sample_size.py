@@ -32,23 +32,28 @@ _PEOPLE = (r"(?:(?!(?:from|of|in|with|and|or)\s)[a-z][\w-]*\s+){0,4}?"
            r"infants|neonates|elderly|pregnant women|survivors)")
 _VERBS = (r"(?:randomi[sz]ed|enrolled|included|recruited|allocated|assigned|analy[sz]ed|studied|evaluated|treated|"
           r"surveyed)")
-_SIZE_PATTERNS = [  # run on Sentence.lower, strongest first
-    re.compile(rf"\b{_VERBS}\s+(?:a total of\s+|total of\s+)?{NUMBER}\s+{_PEOPLE}"),
-    re.compile(rf"(?:^|[^\w-]){NUMBER}\s+{_PEOPLE}(?:\s+(?:with|from|who|aged|diagnosed|meeting|at)\b[^,.;]{{0,60}}?)?"
-               rf"\s+(?:were|was|had been)\s+(?:randomi[sz]ed|enrolled|included|recruited|randomly|allocated|"
-               rf"assigned|treated|studied|analy[sz]ed|evaluated|surveyed)"),
-    re.compile(rf"\b(?:a total of|total of|overall,?)\s+{NUMBER}\s+{_PEOPLE}"),
-    re.compile(rf"\b(?:carried out|conducted|performed|done)\s+(?:on|in|with|among)\s+{NUMBER}\s+{_PEOPLE}"),
-    re.compile(rf"\b(?:involving|including|comprising|enrolling|recruiting)\s+{NUMBER}\s+{_PEOPLE}"),
-    re.compile(r"\(\s*n\s*=\s*(\d{1,3}(?:,\d{3})+|\d+)\s*\)"),
-    re.compile(rf"^{NUMBER}\s+{_PEOPLE}"),
-    re.compile(rf"\b(?:among|in|of|from|to)\s+{NUMBER}\s+{_PEOPLE}"),
+# Each number in a sentence is read once (one scan), then its context tells which statement it is
+# in, strongest first: the rank of the first of these that fits (the "before" text ends at the
+# number, the "after" text starts after it).
+_DIGITS_TOKEN = re.compile(r"\d{1,3}(?:,\d{3})+(?![\w-])|\d+(?![\w-])")  # starts with a digit: searched fast
+_WORDS_TOKEN = re.compile(rf"\b({_WORDS})(?![\w-])")
+_PEOPLE_AFTER = re.compile(rf"\s+{_PEOPLE}")
+_ENROLLED_AFTER = re.compile(rf"\s+{_PEOPLE}(?:\s+(?:with|from|who|aged|diagnosed|meeting|at)\b[^,.;]{{0,60}}?)?"
+                             rf"\s+(?:were|was|had been)\s+(?:randomi[sz]ed|enrolled|included|recruited|randomly|"
+                             rf"allocated|assigned|treated|studied|analy[sz]ed|evaluated|surveyed)")
+_BEFORE_RANKS = [  # (rank, what the text before the number ends with); rank 1 is _ENROLLED_AFTER
+    (0, re.compile(rf"\b{_VERBS}\s+(?:a total of\s+|total of\s+)?$")),
+    (2, re.compile(r"\b(?:a total of|total of|overall,?)\s+$")),
+    (3, re.compile(r"\b(?:carried out|conducted|performed|done)\s+(?:on|in|with|among)\s+$")),
+    (4, re.compile(r"\b(?:involving|including|comprising|enrolling|recruiting)\s+$")),
+    (7, re.compile(r"\b(?:among|in|of|from|to)\s+$")),
 ]
+_START_RANK = 6  # the sentence opens with the number of people
+_N_EQUALS = re.compile(r"\(\s*n\s*=\s*(\d{1,3}(?:,\d{3})+|\d+)\s*\)")
 _ARM_RANK = 5  # the "(n = ...)" pattern: per-arm counts, added up
-# Cheap pre-check: a sentence stating a sample size names people (or "n =").
-_SIZE_HINT = re.compile(r"patient|participant|subject|adult|individual|women|men\b|veteran|child|adolescent|"
-                        r"volunteer|people|person|mother|parturient|case|youth|respondent|user|resident|n ?=")
-_NOT_PEOPLE_BEFORE = re.compile(r"(?:aged|age|ages|mean age|years|yrs|mg|doses?|sessions?|cycles?|infusions?)\s*$")
+# A number right after these is an age, a dose or a count of sessions, not of people.
+_NOT_PEOPLE_BEFORE = ("aged", "age", "ages", "years", "yrs", "mg", "dose", "doses", "session", "sessions", "cycle",
+                      "cycles", "infusion", "infusions")
 
 _STUDIES = r"(?:[\w-]+\s+){0,3}?(?:studies|trials|rcts|articles|papers|publications|reports|cohorts)"
 _INCLUDED_PATTERNS = [
@@ -70,6 +75,25 @@ _POOLED_PATTERNS = [
 _STUDIES_HINT = re.compile(r"studies|trials|rcts|articles|papers|publications|reports|cohorts")
 
 MAX_PEOPLE = 5_000_000
+# Cheap pre-checks (substring tests are much faster than regex alternations run at every position).
+_DIGIT = re.compile(r"\d")
+_NUMBER_WORDS = (*_UNITS, *_TENS, "hundred")
+_HINT_WORDS = ("patient", "participant", "subject", "adult", "individual", "women", "men", "veteran", "child",
+               "adolescent", "volunteer", "people", "person", "mother", "parturient", "case", "youth", "respondent",
+               "user", "resident", "n =", "n=", "smoker", "drinker", "inmate", "soldier", "student", "nurse",
+               "physician", "clinician", "infant", "neonate", "elderly", "survivor")
+
+
+def _has_number(text: str) -> bool:
+    return bool(_DIGIT.search(text)) or any(word in text for word in _NUMBER_WORDS)
+
+
+def _names_people(sentence: Sentence) -> bool:
+    """Known from the tagger's single pass over the record when it ran; else looked up here."""
+    known = sentence.memo.get("names people")
+    if known is None:
+        return any(word in sentence.lower for word in _HINT_WORDS)
+    return known or "n =" in sentence.lower or "n=" in sentence.lower
 _ONE_PATIENT = re.compile(r"\b(?:a|an)\s+\d{1,3}-year-old\b|\bwe (?:report|describe|present) (?:a|an|the)\b")
 
 
@@ -131,22 +155,46 @@ NO_PARTICIPANTS = frozenset({"narrative_review", "guideline", "animal", "in_vitr
 
 
 def extract_sample_size(sentences: list[Sentence]) -> tuple[int | None, str | None]:
-    """Participants randomised / enrolled, where the abstract states it."""
-    candidates = [s for s in sentences if s.section_kind not in ("title", "background") and _SIZE_HINT.search(s.lower)]
-    for rank, pattern in enumerate(_SIZE_PATTERNS):
-        for sentence in candidates:
-            if rank == _ARM_RANK:
-                found = _arm_total(pattern, sentence)
-            else:
-                found = _first_count(pattern, sentence, rank)
-            if found is not None:
-                return found, sentence.text
-    return None, None
+    """Participants randomised / enrolled, where the abstract states it: the strongest statement, first found."""
+    candidates = [s for s in sentences if s.section_kind not in ("title", "background")
+                  and _names_people(s) and _has_number(s.lower)]
+    best: tuple[int, int, int, str] | None = None  # (rank, sentence order, value, text)
+    for order, sentence in enumerate(candidates):
+        for rank, value in _statements(sentence):
+            if best is None or (rank, order) < best[:2]:
+                best = (rank, order, value, sentence.text)
+    return (best[2], best[3]) if best else (None, None)
+
+
+def _statements(sentence: Sentence) -> list[tuple[int, int]]:
+    """(rank, count) of every sample-size statement in the sentence."""
+    text = sentence.lower
+    found = []
+    for start, end, token in _number_tokens(text):
+        before, after = text[max(0, start - 48):start], text[end:end + 160]
+        if before.rstrip().endswith(_NOT_PEOPLE_BEFORE) or not _PEOPLE_AFTER.match(after):
+            continue
+        value = to_int(token)
+        if value is None or value < 1 or value > MAX_PEOPLE:
+            continue
+        ranks = [rank for rank, pattern in _BEFORE_RANKS if pattern.search(before)]
+        if _ENROLLED_AFTER.match(after):
+            ranks.append(1)
+        if start == 0:
+            ranks.append(_START_RANK)
+        if 1900 <= value <= 2100:  # a year, unless the sentence says plainly it counts people
+            ranks = [r for r in ranks if r < _ARM_RANK]
+        if ranks:
+            found.append((min(ranks), value))
+    arms = _arm_total(sentence)
+    if arms is not None:
+        found.append((_ARM_RANK, arms))
+    return found
 
 
 def _first_count(pattern: re.Pattern, sentence: Sentence, rank: int) -> int | None:
     for match in pattern.finditer(sentence.lower):
-        if _NOT_PEOPLE_BEFORE.search(sentence.lower[:match.start(1)]):
+        if sentence.lower[:match.start(1)].rstrip().endswith(_NOT_PEOPLE_BEFORE):
             continue
         value = to_int(match.group(1))
         if value is None or value < 1 or value > MAX_PEOPLE:
@@ -157,9 +205,19 @@ def _first_count(pattern: re.Pattern, sentence: Sentence, rank: int) -> int | No
     return None
 
 
-def _arm_total(pattern: re.Pattern, sentence: Sentence) -> int | None:
+def _number_tokens(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, token) of every count in digits or words; not part of a decimal, a range or a word."""
+    tokens = [(m.start(), m.end(), m.group()) for m in _DIGITS_TOKEN.finditer(text)
+              if m.start() == 0 or text[m.start() - 1] not in ".,-_" and not text[m.start() - 1].isalnum()]
+    if any(word in text for word in _NUMBER_WORDS):
+        tokens += [(m.start(), m.end(), m.group(1)) for m in _WORDS_TOKEN.finditer(text)
+                   if m.start() == 0 or text[m.start() - 1] not in "-_"]
+    return sorted(tokens)
+
+
+def _arm_total(sentence: Sentence) -> int | None:
     """ "(n = 20) ... (n = 22)": the arms added up, or the total when the others are its parts."""
-    values = [v for v in (to_int(m.group(1)) for m in pattern.finditer(sentence.lower)) if v and v <= MAX_PEOPLE]
+    values = [v for v in (to_int(m.group(1)) for m in _N_EQUALS.finditer(sentence.lower)) if v and v <= MAX_PEOPLE]
     if not values:
         return None
     largest = max(values)
@@ -171,11 +229,10 @@ def _arm_total(pattern: re.Pattern, sentence: Sentence) -> int | None:
 
 def _synthesis_counts(sentences: list[Sentence]) -> Counts:
     counts = Counts()
-    candidates = [s for s in sentences if s.section_kind not in ("title", "background")]
+    candidates = [s for s in sentences if s.section_kind not in ("title", "background") and _has_number(s.lower)]
+    with_studies = [s for s in candidates if _STUDIES_HINT.search(s.lower)]
     for pattern in _INCLUDED_PATTERNS:
-        for sentence in candidates:
-            if not _STUDIES_HINT.search(sentence.lower):
-                continue
+        for sentence in with_studies:
             value = _first_count(pattern, sentence, 0)
             if value is not None and value < 10_000:
                 counts.studies_included, counts.studies_included_evidence = value, sentence.text
@@ -183,10 +240,10 @@ def _synthesis_counts(sentences: list[Sentence]) -> Counts:
         if counts.studies_included is not None:
             break
     # Pooled participants: stated with the included studies, or in the results.
-    ordered = candidates
-    if counts.studies_included_evidence:
-        start = next(i for i, s in enumerate(candidates) if s.text == counts.studies_included_evidence)
-        ordered = candidates[start:] + candidates[:start]
+    ordered = [s for s in candidates if _names_people(s)]
+    if counts.studies_included_evidence and any(s.text == counts.studies_included_evidence for s in ordered):
+        start = next(i for i, s in enumerate(ordered) if s.text == counts.studies_included_evidence)
+        ordered = ordered[start:] + ordered[:start]
     for pattern in _POOLED_PATTERNS:
         for sentence in ordered:
             value = _first_count(pattern, sentence, 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 # Abbreviations whose full stop does not end a sentence.
@@ -38,6 +38,7 @@ class Sentence:
     section: str | None  # the abstract's own label ("RESULTS"), "TITLE", or None
     section_kind: str  # title | background | methods | results | conclusions | abstract
     index: int  # position within the study (title is 0 when present)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # rule results, computed once
 
     @cached_property
     def lower(self) -> str:

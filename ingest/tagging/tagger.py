@@ -91,6 +91,10 @@ def find_mentions(sentences: list[Sentence], vocab: Vocabulary) -> list[Mention]
     else:
         # Cues are found once over the whole text (the newline between sentences is a clause break).
         found, cues = _matches(vocab, text, lowered)
+    for s in sentences:
+        s.memo["names people"] = False
+    for position in cues.people:  # read by the sample size: only these sentences can state one
+        sentences[bisect.bisect_right(starts, position) - 1].memo["names people"] = True
     mentions: list[Mention] = []
     for tag_id, start, end in found:
         i = bisect.bisect_right(starts, start) - 1
@@ -192,7 +196,7 @@ def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]], mem
         return design_rules.counts(mention, vocab)
     if kind == "mechanism":
         # Studied (measured, manipulated, tested), not named: "ketamine, an NMDA receptor antagonist".
-        return where != "background" and not _DESCRIBES_KETAMINE.search(mention.sentence.lower)
+        return where != "background" and not _sentence_rule(_DESCRIBES_KETAMINE, mention.sentence, memo)
     if kind == "route" and _CO_MEDICATION.match(mention.sentence.lower, mention.end):
         return False  # "an oral antidepressant" beside esketamine nasal spray: not the study drug's route
     if kind == "side_effect":
@@ -287,11 +291,13 @@ def on_topic(record: dict, supported: dict[str, list[Evidence]], drugs: list[str
     for chemical in record.get("chemicals") or []:
         if _KETAMINE_WORD.search(chemical.get("name") or ""):
             return True, chemical["name"]
-    # Named in the study's own methods or results, or more than once: not a passing comparison.
+    for keyword in record.get("keywords") or []:
+        if _KETAMINE_WORD.search(keyword):
+            return True, keyword
+    # A drug tag: named outside the background (given, compared, measured or reviewed), not in passing.
     text = [e for d in drugs for e in supported.get(d, []) if e.source in ("title", "abstract")]
-    own = [e for e in text if (e.section or "").upper().startswith(("METHOD", "RESULT", "DESIGN", "INTERVENTION"))]
-    if own or len(text) >= 2:
-        return True, (own or text)[0].evidence
+    if text:
+        return True, text[0].evidence
     return False, None
 
 

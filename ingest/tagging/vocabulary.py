@@ -61,7 +61,9 @@ class Vocabulary:
     # Named cue lists the design rules use (design_cues in the file): raw patterns, and compiled
     # (lower-case, run on lower-cased text) by load_vocabulary.
     design_cue_patterns: dict[str, list[str]] = field(default_factory=dict)
-    design_cues: dict[str, re.Pattern] = field(default_factory=dict)
+    # name -> [(literal prefixes every match starts with, or None: always search; regex)]
+    design_cues: dict[str, list[tuple[tuple[str, ...] | None, re.Pattern]]] = field(default_factory=dict)
+    design_cue_automaton: object = None  # prefix substring -> (cue name, pattern index), one pass per sentence
 
     def of_kind(self, kind: str) -> list[TagDef]:
         return [t for t in self.tags.values() if t.kind == kind]
@@ -149,13 +151,34 @@ def _load(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
     for anchor, cues in cue_entries().items():
         entries.setdefault(anchor, []).extend(cues)
     vocab.anchor_automaton = build_automaton(entries)
-    vocab.design_cues = {name: _compile_cue(name, patterns)
-                         for name, patterns in vocab.design_cue_patterns.items() if patterns}
+    # Each cue pattern on its own, with the literal prefixes one of which its matches start with:
+    # a pattern that starts with a literal is searched fast, and only where its prefix occurs.
+    vocab.design_cues = {name: [(anchors_for([p]), _compile_cue(name, p)) for p in patterns]
+                         for name, patterns in vocab.design_cue_patterns.items()}
+    vocab.design_cue_automaton = _substring_automaton(
+        {(name, i): anchors for name, cues in vocab.design_cues.items() for i, (anchors, _) in enumerate(cues)
+         if anchors})
     return vocab
 
 
-def _compile_cue(name: str, patterns: list[str]) -> re.Pattern:
+def _substring_automaton(anchors: dict[object, tuple[str, ...]]) -> object:
+    """Aho-Corasick over plain substrings; each hit yields the keys whose anchor it is."""
+    import ahocorasick
+
+    names: dict[str, set] = {}
+    for name, strings in anchors.items():
+        for anchor in strings:
+            names.setdefault(anchor, set()).add(name)
+    automaton = ahocorasick.Automaton()
+    for anchor, owners in names.items():
+        automaton.add_word(anchor, frozenset(owners))
+    if names:
+        automaton.make_automaton()
+    return automaton if names else None
+
+
+def _compile_cue(name: str, pattern: str) -> re.Pattern:
     try:
-        return re.compile("|".join(f"(?:{p})" for p in patterns))
+        return re.compile(pattern)
     except re.error as exc:
         raise VocabularyError(f"design cue {name}: bad pattern ({exc})") from exc
