@@ -113,15 +113,18 @@ def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: s
         return Design(synthesis)
     if "guideline" in found and (strong.title("guideline") or strong.structured("guideline")):
         return Design({"guideline"})
-    if _REVIEW_TITLE.search(title) and not _SYSTEMATIC_TITLE.search(title):
-        return Design({"narrative_review"})
-    if "narrative_review" in found and (strong.structured("narrative_review") or strong.text("narrative_review")):
-        if not ({"rct", "nonrandomised_trial", "single_arm_trial", "cohort", "case_report"} & found
-                and not strong.structured("narrative_review")):
-            return Design({"narrative_review"})
-    for single in ("case_report", "case_series"):
+    for single in ("case_report", "case_series"):  # "A case report and literature review" reports a case
         if single in found and (strong.title(single) or strong.structured(single)):
             return Design({single})
+    if _REVIEW_TITLE.search(title) and not _SYSTEMATIC_TITLE.search(title):
+        return Design({"narrative_review"})
+    if "secondary_analysis" in found and strong.title("secondary_analysis"):
+        return Design({"secondary_analysis"}, _parent_design(record, sentences, mentions, vocab))
+    if "narrative_review" in found and (strong.structured("narrative_review") or strong.text("narrative_review")):
+        primary = {"rct", "nonrandomised_trial", "single_arm_trial", "cohort", "case_report", "secondary_analysis",
+                   "cross_sectional", "case_control", "case_series"}
+        if not (primary & found and not strong.structured("narrative_review")):
+            return Design({"narrative_review"})
     if "modelling" in found and (strong.title("modelling") or strong.structured("modelling")
                                  or strong.text("modelling", 2)):
         return Design({"modelling"})
@@ -167,8 +170,12 @@ def _trial_design(record: dict, supported: dict[str, list[Evidence]], found: set
         return "nonrandomised_trial"
     if "single_arm_trial" in found or _clinical_trial_type(record):
         return "single_arm_trial"
-    if not found & {"cohort", "case_control", "cross_sectional", "case_series", "case_report", "in_vitro"}:
-        return "single_arm_trial"  # a treatment given and followed, with nothing observational about it
+    observational = {"cohort", "case_control", "cross_sectional", "case_series", "case_report", "in_vitro"}
+    if not found & observational and (re.search(r"\btrial\b", record.get("title") or "", re.I) or stated(
+            "interventional", ("background", "title", "abstract", "conclusions"))):
+        # A treatment given and followed (its methods or results say so, or the title calls it a
+        # trial), with nothing observational about it.
+        return "single_arm_trial"
     return None
 
 
@@ -220,5 +227,6 @@ def evidence_level(design: Design, vocab: Vocabulary) -> int | None:
     return min(levels) if levels else None
 
 
-_REVIEW_TITLE = re.compile(r"\breview\b|\boverview\b|\bperspective\b|\bupdate on\b|\bcommentary\b", re.I)
+_REVIEW_TITLE = re.compile(r"(?<!chart )(?<!record )(?<!records )(?<!case )(?<!file )\breview\b|\boverview\b|"
+                           r"\bperspective\b|\bupdate on\b|\bcommentary\b", re.I)
 _SYSTEMATIC_TITLE = re.compile(r"systematic|meta-?analy|scoping|umbrella", re.I)
