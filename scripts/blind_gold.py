@@ -2,12 +2,14 @@
 
 Usage: python scripts/blind_gold.py ANNOTATIONS_DIR
 
-ANNOTATIONS_DIR holds out_a.jsonl, out_b.jsonl, out_c.jsonl (one per annotator, written from
-tests/gold/blind/GUIDE.md and the batches of scripts/blind_batches.py). Writes, under
-tests/gold/blind/: annotator_{a,b,c}.jsonl (labels only) and tags_blind.jsonl, the gold: the
-shared records by majority vote (a label kept when two of three give it; a value kept when two
-of three agree, else annotator a's), the rest as their one annotator gave them. Prints the
-agreement on the shared records, and writes it to tests/gold/blind/AGREEMENT.md.
+ANNOTATIONS_DIR holds out_<annotator>.jsonl files written from tests/gold/blind/GUIDE.md and the
+batches of scripts/blind_batches.py (out_se.jsonl: side effects only, from GUIDE_SE.md). Writes,
+under tests/gold/blind/: annotator_<name>.jsonl (labels only) and tags_blind.jsonl, the gold:
+a record annotated by three or more annotators by majority (a label kept when most give it, a
+value when most agree), by two by agreement (where they differ, the annotator first in name
+order), by one as given; side_effects_blind.jsonl likewise from the side-effect annotation.
+Prints the pairwise agreement on the records two annotators share, and writes it to
+tests/gold/blind/AGREEMENT.md.
 """
 
 from __future__ import annotations
@@ -21,10 +23,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "gold" / "blind"
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from blind_batches import SHARED  # noqa: E402
-
 LISTS = ("design", "indication", "drug", "route", "mechanism", "side_effect", "side_effect_absent")
 VALUES = ("on_topic", "parent_design", "evidence_level", "sample_size", "sample_size_stated", "studies_included",
           "participants_pooled")
@@ -51,16 +49,23 @@ def clean(item: dict) -> dict:
     return out
 
 
-def majority(items: list[dict]) -> dict:
+def adjudicate(items: list[dict], keys: tuple[str, ...] = KEYS) -> dict:
+    """One gold record from every annotation of it (see the module docstring)."""
+    if len(items) == 1:
+        return {k: items[0][k] for k in keys}
+    need = len(items) // 2 + 1 if len(items) >= 3 else 2
     gold = {"pmid": items[0]["pmid"]}
-    for k in VALUES:
-        counts = Counter(json.dumps(i[k]) for i in items)
-        value, n = counts.most_common(1)[0]
-        gold[k] = json.loads(value) if n >= 2 else items[0][k]
-    for k in LISTS:
-        counts = Counter(label for i in items for label in set(i[k]))
-        gold[k] = sorted(label for label, n in counts.items() if n >= 2)
-    return {k: gold[k] for k in KEYS}
+    for k in keys:
+        if k == "pmid":
+            continue
+        if k in LISTS:
+            counts = Counter(label for i in items for label in set(i[k]))
+            agreed = sorted(label for label, n in counts.items() if n >= need)
+            gold[k] = agreed if len(items) >= 3 or set(items[0][k]) == set(items[1][k]) else sorted(set(items[0][k]))
+        else:
+            value, n = Counter(json.dumps(i[k]) for i in items).most_common(1)[0]
+            gold[k] = json.loads(value) if n >= need else items[0][k]
+    return {k: gold[k] for k in keys}
 
 
 def set_f1(a: set, b: set) -> float | None:
@@ -69,54 +74,56 @@ def set_f1(a: set, b: set) -> float | None:
     return 2 * len(a & b) / (len(a) + len(b))
 
 
-def agreement(shared: dict[str, list[dict]]) -> list[str]:
-    """Pairwise agreement per kind: exact-match share, and label F1 (for lists)."""
-    lines = ["| kind | exact agreement (pairs) | mean pairwise label F1 |", "|---|---|---|"]
-    names = sorted(shared)
-    for k in (*LISTS, *VALUES):
-        exact, f1s = [], []
-        for a, b in itertools.combinations(names, 2):
-            for x, y in zip(shared[a], shared[b], strict=True):
-                if k in LISTS:
-                    exact.append(set(x[k]) == set(y[k]))
-                    f1 = set_f1(set(x[k]), set(y[k]))
-                    if f1 is not None:
-                        f1s.append(f1)
-                else:
-                    exact.append(x[k] == y[k])
-        f1_text = f"{sum(f1s) / len(f1s):.2f}" if f1s else "-"
-        lines.append(f"| {k} | {sum(exact) / len(exact):.2f} ({len(exact)}) | {f1_text if k in LISTS else '-'} |")
-    return lines
+def agreement(done: dict[str, list[dict]], lists: tuple[str, ...] = LISTS,
+              values: tuple[str, ...] = VALUES) -> tuple[list[str], int]:
+    """Pairwise agreement per kind over the records two annotators share: exact-match share, label F1."""
+    by_pmid = {name: {i["pmid"]: i for i in items} for name, items in done.items()}
+    pairs = []
+    for a, b in itertools.combinations(sorted(done), 2):
+        pairs += [(by_pmid[a][p], by_pmid[b][p]) for p in sorted(set(by_pmid[a]) & set(by_pmid[b]))]
+    lines = ["| kind | exact agreement | mean pairwise label F1 |", "|---|---|---|"]
+    for k in (*lists, *values):
+        exact = [(set(x[k]) == set(y[k])) if k in lists else (x[k] == y[k]) for x, y in pairs]
+        f1s = [f for f in (set_f1(set(x[k]), set(y[k])) for x, y in pairs) if f is not None] if k in lists else []
+        share = f"{sum(exact) / len(exact):.2f}" if exact else "-"
+        lines.append(f"| {k} | {share} | {sum(f1s) / len(f1s):.2f} |" if f1s else f"| {k} | {share} | - |")
+    return lines, len(pairs)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("annotations", type=Path)
     args = parser.parse_args()
-    files = {name: args.annotations / f"out_{name}.jsonl" for name in ("a", "b", "c")}
-    done = {name: [clean(i) for i in read(path)] for name, path in files.items() if path.exists()}
+    files = sorted(p for p in args.annotations.glob("out_*.jsonl") if p.stem != "out_se")
+    done = {p.stem.removeprefix("out_"): [clean(i) for i in read(p)] for p in files}
     if not done:
         raise SystemExit(f"{args.annotations}: no out_*.jsonl")
     OUT.mkdir(parents=True, exist_ok=True)
     for name, items in done.items():
         (OUT / f"annotator_{name}.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
-    shared = {name: items[:SHARED] for name, items in done.items() if len(items) >= SHARED}
-    gold: dict[str, dict] = {}
-    if len(shared) >= 2:
-        pmids = [i["pmid"] for i in next(iter(shared.values()))]
-        for position, pmid in enumerate(pmids):
-            votes = [items[position] for items in shared.values()]
-            if any(v["pmid"] != pmid for v in votes):
-                raise SystemExit(f"shared record {position}: annotators disagree on the PMID")
-            gold[pmid] = majority(votes) if len(votes) >= 3 else {k: votes[0][k] for k in KEYS}
-    for items in done.values():
-        for item in items[SHARED:]:
-            gold.setdefault(item["pmid"], {k: item[k] for k in KEYS})
-    (OUT / "tags_blind.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gold.values()), encoding="utf-8")
-    lines = agreement(shared) if len(shared) >= 2 else ["(fewer than two annotators finished the shared records)"]
+    gathered: dict[str, list[dict]] = {}
+    for name in sorted(done):
+        for item in done[name]:
+            gathered.setdefault(item["pmid"], []).append(item)
+    gold = [adjudicate(items) for items in gathered.values()]
+    (OUT / "tags_blind.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gold), encoding="utf-8")
+    lines, pairs = agreement(done)
+    multi = sum(len(v) >= 2 for v in gathered.values())
     report = ["# Blind test set: inter-annotator agreement", "",
-              f"{len(shared)} annotators on the {SHARED} shared records (pairs: every two annotators, every record); "
-              f"{len(gold)} records in the gold. Written by `python scripts/blind_gold.py`.", "", *lines, ""]
+              f"{len(done)} annotators; {len(gold)} records in the gold, {multi} of them annotated by two or more "
+              f"({pairs} annotator pairs over shared records). Written by `python scripts/blind_gold.py`.", "",
+              *lines, ""]
+    se_path = args.annotations / "out_se.jsonl"
+    if se_path.exists():
+        se_keys = ("pmid", "side_effect", "side_effect_absent")
+        se = [{k: (i[k] if k == "pmid" else sorted(set(i[k] or []))) for k in se_keys}
+              for i in (json.loads(line) for line in se_path.read_text(encoding="utf-8").splitlines() if line.strip())]
+        for item in se:
+            item["pmid"] = str(item["pmid"])
+        (OUT / "side_effects_blind.jsonl").write_text("".join(json.dumps(i) + "\n" for i in se), encoding="utf-8")
+        absent = sum(bool(i["side_effect_absent"]) for i in se)
+        report += [f"Side effects (one annotator, {len(se)} further records, {absent} with an effect reported "
+                   "absent): side_effects_blind.jsonl.", ""]
     (OUT / "AGREEMENT.md").write_text("\n".join(report), encoding="utf-8")
     print("\n".join(report))
     return 0

@@ -21,7 +21,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tag_eval import EVAL_KINDS, errors, legacy, load_blind, load_gold, predict, score, score_values  # noqa: E402
+from tag_eval import (  # noqa: E402
+    EVAL_KINDS,
+    Score,
+    errors,
+    legacy,
+    load_blind,
+    load_blind_side_effects,
+    load_gold,
+    predict,
+    score,
+    score_values,
+)
 
 from ingest.db.collect import collect_dir  # noqa: E402
 
@@ -59,6 +70,16 @@ def main() -> int:
         print(f"{'value':<20}{'exact':>7}{'of':>6}")
         for name, e in score_values(blind, raw).items():
             print(f"{name:<20}{e.accuracy:7.3f}{e.total:6d}")
+    side = load_blind_side_effects(ROOT / "tests" / "gold")
+    if side:
+        side_predictions = predict(records, side)
+        print(f"\n== blind side-effect set ({len(side)} further abstracts, "
+              f"{sum(bool(i['side_effect_absent']) for i in side)} with an effect reported absent)")
+        for kind in ("side_effect", "side_effect_absent"):
+            s = Score()
+            for item in side:
+                s.add(set(side_predictions[item["pmid"]].get(kind) or []), set(item[kind]))
+            print(f"{kind:<20}{s.precision:7.3f}{s.recall:7.3f}{s.f1:7.3f}{s.tp:6d}{s.fp:6d}{s.fn:6d}")
     if args.errors:
         gold, preds = (blind, raw) if args.blind else (parts["all"], predictions)
         print(f"\n== disagreements for {args.errors} (pmid: false positives / false negatives)")

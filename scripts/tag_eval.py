@@ -157,3 +157,11 @@ def score_values(gold: list[dict], predictions: dict[str, dict]) -> dict[str, Ex
             if item.get(name) is not None:
                 out[name].add(p.get(name), item[name])
     return out
+
+
+def load_blind_side_effects(folder: Path) -> list[dict]:
+    """Further blind records annotated for side effects only (observed / reported absent)."""
+    path = folder / "blind" / "side_effects_blind.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

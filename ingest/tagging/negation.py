@@ -101,7 +101,7 @@ def scan(automaton, text: str, lowered: str, key_text: str) -> tuple[list[tuple[
     """
     seen: set[tuple[str, int]] = set()
     found = []
-    cues: tuple[list[int], ...] = ([], [], [], [], [])
+    cues: tuple[list, ...] = ([], [], [], [], [])
     for end, (length, payload) in automaton.iter(key_text):
         position = end - length + 1
         for target, match, original in payload:

@@ -170,7 +170,10 @@ def _statements(sentence: Sentence) -> list[tuple[int, int]]:
     """(rank, count) of every sample-size statement in the sentence."""
     text = sentence.lower
     found = []
+    people = sentence.memo.get("people at")  # where words naming people start, when the tagger's pass ran
     for start, end, token in _number_tokens(text):
+        if people is not None and not any(end < at <= end + 90 for at in people):
+            continue  # no people named within a few words after the number
         before, after = text[max(0, start - 48):start], text[end:end + 160]
         if before.rstrip().endswith(_NOT_PEOPLE_BEFORE) or not _PEOPLE_AFTER.match(after):
             continue

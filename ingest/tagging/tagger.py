@@ -91,10 +91,14 @@ def find_mentions(sentences: list[Sentence], vocab: Vocabulary) -> list[Mention]
     else:
         # Cues are found once over the whole text (the newline between sentences is a clause break).
         found, cues = _matches(vocab, text, lowered)
+    # What the single pass also found, kept on each sentence for the sample size: words naming people.
     for s in sentences:
         s.memo["names people"] = False
-    for position in cues.people:  # read by the sample size: only these sentences can state one
-        sentences[bisect.bisect_right(starts, position) - 1].memo["names people"] = True
+        s.memo["people at"] = []
+    for position in cues.people:
+        i = bisect.bisect_right(starts, position) - 1
+        sentences[i].memo["names people"] = True
+        sentences[i].memo["people at"].append(position - starts[i])
     mentions: list[Mention] = []
     for tag_id, start, end in found:
         i = bisect.bisect_right(starts, start) - 1

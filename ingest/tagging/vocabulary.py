@@ -150,15 +150,19 @@ def _load(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
         entries.setdefault(anchor.lower(), []).extend((t, tags[t].case_regex.match, True) for t in ids)
     for anchor, cues in cue_entries().items():
         entries.setdefault(anchor, []).extend(cues)
+    _add_design_cues(vocab)
     vocab.anchor_automaton = build_automaton(entries)
-    # Each cue pattern on its own, with the literal prefixes one of which its matches start with:
-    # a pattern that starts with a literal is searched fast, and only where its prefix occurs.
+    return vocab
+
+
+def _add_design_cues(vocab: Vocabulary) -> None:
+    """Each cue pattern on its own, with the literal prefixes one of which its matches start with:
+    a pattern that starts with a literal is searched fast, and only where its prefix starts a word."""
     vocab.design_cues = {name: [(anchors_for([p]), _compile_cue(name, p)) for p in patterns]
                          for name, patterns in vocab.design_cue_patterns.items()}
     vocab.design_cue_automaton = _substring_automaton(
         {(name, i): anchors for name, cues in vocab.design_cues.items() for i, (anchors, _) in enumerate(cues)
          if anchors})
-    return vocab
 
 
 def _substring_automaton(anchors: dict[object, tuple[str, ...]]) -> object:
