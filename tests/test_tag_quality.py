@@ -21,11 +21,11 @@ FLOORS = {"indication": 0.84, "side_effect": 0.86, "mechanism": 0.75, "design": 
           "route": 0.91, "overall": 0.86}
 # The blind test set (never tuned on): its measured figures minus a small margin, so a change that
 # loses more is seen. Figures are what scripts/eval_tags.py prints; see tests/gold/blind/.
-BLIND_FLOORS = {"indication": 0.81, "mechanism": 0.55, "side_effect": 0.66, "design": 0.79, "drug": 0.92,
-                "route": 0.87, "overall": 0.81}
-BLIND_EXACT_FLOORS = {"sample_size": 0.64, "sample_size_none": 0.97, "evidence_level": 0.80, "on_topic": 0.91}
+BLIND_FLOORS = {"indication": 0.80, "mechanism": 0.55, "side_effect": 0.62, "design": 0.79, "drug": 0.92,
+                "route": 0.87, "overall": 0.79}
+BLIND_EXACT_FLOORS = {"sample_size": 0.63, "sample_size_none": 0.96, "evidence_level": 0.79, "on_topic": 0.91}
 BLIND_SIDE_EFFECT_FLOORS = {"side_effect": 0.66, "side_effect_absent": 0.37}
-BLIND_MIN_RECORDS = 140
+BLIND_MIN_RECORDS = 165
 
 
 @pytest.fixture(scope="module")
