@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .sentences import Sentence
+from .support import Support
 from .vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: s
     if is_registration(record, vocab):
         return Design({"registration"})
     title = record.get("title") or ""
-    strong = _Strength(supported)
+    strong = Support(supported)
     if "protocol" in found and (strong.title("protocol") or strong.structured("protocol")
                                 or strong.text("protocol", 2)):
         return Design({"protocol"})
@@ -196,22 +197,6 @@ def _parent_design(record: dict, sentences: list[Sentence], mentions: list[Menti
         if design in named:
             return design
     return None
-
-
-class _Strength:
-    """How strongly the counted statements support a design."""
-
-    def __init__(self, supported: dict[str, list[Evidence]]):
-        self.supported = supported
-
-    def title(self, tag_id: str) -> bool:
-        return any(e.source == "title" for e in self.supported.get(tag_id, []))
-
-    def structured(self, tag_id: str) -> bool:
-        return any(e.source in ("mesh", "publication_type") for e in self.supported.get(tag_id, []))
-
-    def text(self, tag_id: str, min_count: int = 1) -> bool:
-        return sum(1 for e in self.supported.get(tag_id, []) if e.source in ("title", "abstract")) >= min_count
 
 
 def evidence_level(design: Design, vocab: Vocabulary) -> int | None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .design import Design, resolve_designs
 from .sentences import Sentence
+from .support import Support
 from .vocabulary import KINDS, Vocabulary
 
 if TYPE_CHECKING:
@@ -30,25 +31,12 @@ def resolve(record: dict, supported: dict[str, list[Evidence]], mentions: list[M
     indications = _resolve_indications(supported, by_kind["indication"])
     drugs = _resolve_drugs(supported, by_kind["drug"], mentions)
     populations = by_kind["population"]
-    if "animal" in designs and "human" in populations and not _has_text(supported, "human", min_count=2):
+    if "animal" in designs and "human" in populations and not Support(supported).text("human", min_count=2):
         populations.discard("human")
     routes = _resolve_routes(supported, by_kind["route"])
     keep = designs | indications | drugs | by_kind["mechanism"] | by_kind["side_effect"] | routes \
         | populations
     return sorted(keep, key=lambda t: (KINDS.index(vocab.tags[t].kind), t)), design
-
-
-def _has_text(supported: dict[str, list[Evidence]], tag_id: str, min_count: int = 1,
-              sources: tuple[str, ...] = ("title", "abstract")) -> bool:
-    return sum(1 for e in supported.get(tag_id, []) if e.source in sources) >= min_count
-
-
-def _in_title(supported: dict[str, list[Evidence]], tag_id: str) -> bool:
-    return any(e.source == "title" for e in supported.get(tag_id, []))
-
-
-def _structured(supported: dict[str, list[Evidence]], tag_id: str) -> bool:
-    return any(e.source in ("mesh", "publication_type") for e in supported.get(tag_id, []))
 
 
 _STRONG_MDD = re.compile(r"major depress|\bMDD\b|unipolar|depressive disorder", re.I)
@@ -57,6 +45,7 @@ _TRD_WORDS = re.compile(r"resistan|refractor|\bTRD\b", re.I)
 
 def _resolve_indications(supported: dict[str, list[Evidence]], found: set[str]) -> set[str]:
     found = set(found)
+    strong = Support(supported)
     # "Treatment-resistant major depression" is TRD; MDD stays only when a non-resistant
     # major-depression population is named in its own right.
     if "trd" in found and "mdd" in found:
@@ -68,27 +57,28 @@ def _resolve_indications(supported: dict[str, list[Evidence]], found: set[str]) 
     if "substance_use" in found:
         own = [e for e in supported["substance_use"] if not re.search(r"comorbid|history of|use scale|related factors",
                                                                       e.evidence, re.I)]
-        if not own or (len(own) < 2 and not _in_title(supported, "substance_use")):
+        if not own or (len(own) < 2 and not strong.title("substance_use")):
             found.discard("substance_use")
     # Weak indications need more than one passing mention.
     for tag_id in ("anaesthesia", "palliative_depression", "delirium", "agitation", "schizophrenia",
                    "fibromyalgia", "crps"):
-        if tag_id in found and not (_in_title(supported, tag_id) or _structured(supported, tag_id)
-                                    or _has_text(supported, tag_id, min_count=2)):
+        if tag_id in found and not (strong.title(tag_id) or strong.structured(tag_id)
+                                    or strong.text(tag_id, min_count=2)):
             found.discard(tag_id)
     return found
 
 
 def _resolve_drugs(supported: dict[str, list[Evidence]], found: set[str], mentions: list[Mention]) -> set[str]:
     found = set(found)
+    strong = Support(supported)
     # Esketamine/arketamine papers name racemic ketamine as background ("the S-enantiomer of ketamine").
     for enantiomer in ("esketamine", "arketamine"):
-        if enantiomer in found and "ketamine" in found and not _in_title(supported, "ketamine"):
+        if enantiomer in found and "ketamine" in found and not strong.title("ketamine"):
             racemic = [e for e in supported["ketamine"] if e.source in ("title", "abstract")
                        and not re.search(r"enantiomer|isomer|racemic|derivative|metabolite", e.evidence, re.I)]
             if len(racemic) < 2:
                 found.discard("ketamine")
-    if "hnk" in found and not _in_title(supported, "hnk") and not _has_text(supported, "hnk", min_count=2):
+    if "hnk" in found and not strong.title("hnk") and not strong.text("hnk", min_count=2):
         found.discard("hnk")
     return found
 
@@ -96,5 +86,5 @@ def _resolve_drugs(supported: dict[str, list[Evidence]], found: set[str], mentio
 def _resolve_routes(supported: dict[str, list[Evidence]], found: set[str]) -> set[str]:
     """The text's routes when it names any: MeSH "Administration, Oral" on an esketamine nasal-spray
     trial indexes the oral antidepressant given with it, not the study drug."""
-    stated = {r for r in found if _has_text(supported, r)}
+    stated = {r for r in found if Support(supported).text(r)}
     return stated or set(found)
