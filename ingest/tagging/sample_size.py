@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .negation import PEOPLE_WORDS
 from .sentences import Sentence
 
 _UNITS = {
@@ -78,10 +79,6 @@ MAX_PEOPLE = 5_000_000
 # Cheap pre-checks (substring tests are much faster than regex alternations run at every position).
 _DIGIT = re.compile(r"\d")
 _NUMBER_WORDS = (*_UNITS, *_TENS, "hundred")
-_HINT_WORDS = ("patient", "participant", "subject", "adult", "individual", "women", "men", "veteran", "child",
-               "adolescent", "volunteer", "people", "person", "mother", "parturient", "case", "youth", "respondent",
-               "user", "resident", "n =", "n=", "smoker", "drinker", "inmate", "soldier", "student", "nurse",
-               "physician", "clinician", "infant", "neonate", "elderly", "survivor")
 
 
 def _has_number(text: str) -> bool:
@@ -90,10 +87,11 @@ def _has_number(text: str) -> bool:
 
 def _names_people(sentence: Sentence) -> bool:
     """Known from the tagger's single pass over the record when it ran; else looked up here."""
-    known = sentence.memo.get("names people")
-    if known is None:
-        return any(word in sentence.lower for word in _HINT_WORDS)
-    return known or "n =" in sentence.lower or "n=" in sentence.lower
+    people = sentence.memo.get("people at")
+    names = bool(people) if people is not None else bool(PEOPLE_WORDS.search(sentence.lower))
+    return names or "n =" in sentence.lower or "n=" in sentence.lower
+
+
 _ONE_PATIENT = re.compile(r"\b(?:a|an)\s+\d{1,3}-year-old\b|\bwe (?:report|describe|present) (?:a|an|the)\b")
 
 

@@ -93,11 +93,9 @@ def find_mentions(sentences: list[Sentence], vocab: Vocabulary) -> list[Mention]
         found, cues = _matches(vocab, text, lowered)
     # What the single pass also found, kept on each sentence for the sample size: words naming people.
     for s in sentences:
-        s.memo["names people"] = False
         s.memo["people at"] = []
     for position in cues.people:
         i = bisect.bisect_right(starts, position) - 1
-        sentences[i].memo["names people"] = True
         sentences[i].memo["people at"].append(position - starts[i])
     mentions: list[Mention] = []
     for tag_id, start, end in found:
