@@ -37,6 +37,15 @@ from tag_eval import (  # noqa: E402
 from ingest.db.collect import collect_dir  # noqa: E402
 
 
+def print_table(scores: dict[str, Score], kinds: tuple[str, ...], header: bool = True) -> None:
+    """One line of P/R/F1 and counts per kind."""
+    if header:
+        print(f"{'kind':<20}{'P':>7}{'R':>7}{'F1':>7}{'TP':>6}{'FP':>6}{'FN':>6}")
+    for kind in kinds:
+        s = scores[kind]
+        print(f"{kind:<20}{s.precision:7.3f}{s.recall:7.3f}{s.f1:7.3f}{s.tp:6d}{s.fp:6d}{s.fn:6d}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
@@ -54,19 +63,13 @@ def main() -> int:
     for name, gold in parts.items():
         scores = score(gold, predictions)
         print(f"\n== part {name} ({len(gold)} abstracts)")
-        print(f"{'kind':<20}{'P':>7}{'R':>7}{'F1':>7}{'TP':>6}{'FP':>6}{'FN':>6}")
-        for kind in (*EVAL_KINDS, "overall"):
-            s = scores[kind]
-            print(f"{kind:<20}{s.precision:7.3f}{s.recall:7.3f}{s.f1:7.3f}{s.tp:6d}{s.fp:6d}{s.fn:6d}")
+        print_table(scores, (*EVAL_KINDS, "overall"))
     blind = load_blind(ROOT / "tests" / "gold")
     if blind:
         raw = predict(records, blind)  # the test split: reported as it is, never tuned on
         scores = score(blind, raw)
         print(f"\n== blind test set ({len(blind)} abstracts, annotated without the tool; the current design scheme)")
-        print(f"{'kind':<20}{'P':>7}{'R':>7}{'F1':>7}{'TP':>6}{'FP':>6}{'FN':>6}")
-        for kind in (*EVAL_KINDS, "overall"):
-            s = scores[kind]
-            print(f"{kind:<20}{s.precision:7.3f}{s.recall:7.3f}{s.f1:7.3f}{s.tp:6d}{s.fp:6d}{s.fn:6d}")
+        print_table(scores, (*EVAL_KINDS, "overall"))
         print(f"{'value':<20}{'exact':>7}{'of':>6}")
         for name, e in score_values(blind, raw).items():
             print(f"{name:<20}{e.accuracy:7.3f}{e.total:6d}")
@@ -75,11 +78,11 @@ def main() -> int:
         side_predictions = predict(records, side)
         print(f"\n== blind side-effect set ({len(side)} further abstracts, "
               f"{sum(bool(i['side_effect_absent']) for i in side)} with an effect reported absent)")
-        for kind in ("side_effect", "side_effect_absent"):
-            s = Score()
+        side_scores = {kind: Score() for kind in ("side_effect", "side_effect_absent")}
+        for kind, s in side_scores.items():
             for item in side:
                 s.add(set(side_predictions[item["pmid"]].get(kind) or []), set(item[kind]))
-            print(f"{kind:<20}{s.precision:7.3f}{s.recall:7.3f}{s.f1:7.3f}{s.tp:6d}{s.fp:6d}{s.fn:6d}")
+        print_table(side_scores, tuple(side_scores), header=False)
     if args.errors:
         gold, preds = (blind, raw) if args.blind else (parts["all"], predictions)
         print(f"\n== disagreements for {args.errors} (pmid: false positives / false negatives)")
