@@ -28,6 +28,7 @@ from tag_eval import (  # noqa: E402
     legacy,
     load_blind,
     load_blind_side_effects,
+    load_dev,
     load_gold,
     predict,
     score,
@@ -46,11 +47,21 @@ def print_table(scores: dict[str, Score], kinds: tuple[str, ...], header: bool =
         print(f"{kind:<20}{s.precision:7.3f}{s.recall:7.3f}{s.f1:7.3f}{s.tp:6d}{s.fp:6d}{s.fn:6d}")
 
 
+def print_split(title: str, gold: list[dict], predictions: dict[str, dict]) -> None:
+    """Per-kind P/R/F1 and exact-value shares on one blind split, in today's design scheme."""
+    print(f"\n== {title}")
+    print_table(score(gold, predictions), (*EVAL_KINDS, "overall"))
+    print(f"{'value':<20}{'exact':>7}{'of':>6}")
+    for name, e in score_values(gold, predictions).items():
+        print(f"{name:<20}{e.accuracy:7.3f}{e.total:6d}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     parser.add_argument("--errors", metavar="KIND", help="list the disagreements for one kind")
     parser.add_argument("--blind", action="store_true", help="--errors on the blind test set")
+    parser.add_argument("--dev", action="store_true", help="--errors on the blind development set")
     args = parser.parse_args()
     records = collect_dir(args.corpus / "pubmed").records
     parts = load_gold(ROOT / "tests" / "gold")
@@ -64,15 +75,16 @@ def main() -> int:
         scores = score(gold, predictions)
         print(f"\n== part {name} ({len(gold)} abstracts)")
         print_table(scores, (*EVAL_KINDS, "overall"))
+    dev = load_dev(ROOT / "tests" / "gold")
+    dev_predictions = predict(records, dev)
+    if dev:
+        print_split(f"blind development set ({len(dev)} abstracts, annotated without the tool; tuned on)",
+                    dev, dev_predictions)
     blind = load_blind(ROOT / "tests" / "gold")
+    raw = predict(records, blind)  # the test split: reported as it is, never tuned on
     if blind:
-        raw = predict(records, blind)  # the test split: reported as it is, never tuned on
-        scores = score(blind, raw)
-        print(f"\n== blind test set ({len(blind)} abstracts, annotated without the tool; the current design scheme)")
-        print_table(scores, (*EVAL_KINDS, "overall"))
-        print(f"{'value':<20}{'exact':>7}{'of':>6}")
-        for name, e in score_values(blind, raw).items():
-            print(f"{name:<20}{e.accuracy:7.3f}{e.total:6d}")
+        print_split(f"blind test set ({len(blind)} abstracts, annotated without the tool; never tuned on)",
+                    blind, raw)
     side = load_blind_side_effects(ROOT / "tests" / "gold")
     if side:
         side_predictions = predict(records, side)
@@ -84,7 +96,8 @@ def main() -> int:
                 s.add(set(side_predictions[item["pmid"]].get(kind) or []), set(item[kind]))
         print_table(side_scores, tuple(side_scores), header=False)
     if args.errors:
-        gold, preds = (blind, raw) if args.blind else (parts["all"], predictions)
+        gold, preds = ((blind, raw) if args.blind else (dev, dev_predictions) if args.dev
+                       else (parts["all"], predictions))
         print(f"\n== disagreements for {args.errors} (pmid: false positives / false negatives)")
         for pmid, fp, fn in errors(gold, preds, args.errors):
             print(f"{pmid}: +{sorted(fp)} -{sorted(fn)}")

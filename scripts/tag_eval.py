@@ -105,14 +105,23 @@ def errors(gold: list[dict], predictions: dict[str, dict], kind: str) -> list[tu
 # --------------------------------------------------------------------------- the blind test set
 
 BLIND_FILE = "tags_blind.jsonl"
+DEV_FILE = "tags_dev.jsonl"
+
+
+def _load_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def load_blind(folder: Path) -> list[dict]:
     """The adjudicated blind test set (tests/gold/blind/tags_blind.jsonl); [] until it exists."""
-    path = folder / "blind" / BLIND_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _load_jsonl(folder / "blind" / BLIND_FILE)
+
+
+def load_dev(folder: Path) -> list[dict]:
+    """The blind development set (tests/gold/dev/tags_dev.jsonl): same guide, other records; tuned on."""
+    return _load_jsonl(folder / "dev" / DEV_FILE)
 
 
 @dataclass
@@ -161,7 +170,4 @@ def score_values(gold: list[dict], predictions: dict[str, dict]) -> dict[str, Ex
 
 def load_blind_side_effects(folder: Path) -> list[dict]:
     """Further blind records annotated for side effects only (observed / reported absent)."""
-    path = folder / "blind" / "side_effects_blind.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _load_jsonl(folder / "blind" / "side_effects_blind.jsonl")
