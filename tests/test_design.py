@@ -146,3 +146,63 @@ def test_every_design_maps_to_a_level_in_the_vocabulary():
     vocab = load_vocabulary()
     assert sorted(vocab.evidence_levels) == [1, 2, 3, 4, 5, 6]
     assert vocab.tags["secondary_analysis"].evidence_level_if_parent == {"rct": 3}
+
+
+# --------------------------------------------------------------------------- what kind of article it is
+
+
+@pytest.mark.parametrize("title, abstract", [
+    ("Ketamine dosing after thoracic surgery: methodology matters",
+     "The letter to the editor was written in response to a recent article on S-ketamine. In view of the "
+     "retrospective nature of this study and a recent randomized controlled trial, its conclusions are uncertain."),
+    ("Glutamatergic modulators for depression",
+     "This narrative review provides an overview of glutamate signalling. Based on a proof-of-concept trial, "
+     "NMDA-targeted therapies have been investigated."),
+    ("What is needed for the roll-out of psychedelic treatments?",
+     "PURPOSE OF REVIEW: Regulation has not been established. RECENT FINDINGS: Sponsors submitted applications "
+     "after phase 3 trials. SUMMARY: Training is needed."),
+    ("Sleep-administered ketamine: a strategy for two challenges",
+     "Patients in clinical trials may guess their treatment. In this viewpoint, we propose giving ketamine "
+     "during sleep."),
+])
+def test_letters_viewpoints_and_review_formats_are_narrative_reviews(title, abstract):
+    assert tag(title, abstract)["design"] == ["narrative_review"]
+
+
+def test_a_review_voice_does_not_override_the_study_s_own_methods():
+    result = tag("Ketamine for TRD", "In this study we review outcomes of our clinic. METHODS: Patients were "
+                 "randomly assigned to ketamine or midazolam. RESULTS: 40 patients improved.")
+    assert result["design"] == ["rct"]
+
+
+def test_a_meta_analysis_of_a_stated_search_is_also_a_systematic_review():
+    result = tag("Esketamine nasal spray in depression: a meta-analysis",
+                 "Embase, PubMed and Web of Science were searched for randomized controlled trials. Seven trials "
+                 "were pooled.")
+    assert result["design"] == ["meta_analysis", "systematic_review"]
+    assert tag("Esketamine nasal spray in depression: a meta-analysis",
+               "Seven trials were pooled; esketamine reduced MADRS scores.")["design"] == ["meta_analysis"]
+
+
+@pytest.mark.parametrize("abstract, parent", [
+    ("Patients with TRD were randomised 1:1 to esketamine or quetiapine. In this secondary publication, safety "
+     "analyses are reported for 670 patients.", "rct"),
+    ("METHODS: This retrospective analysis of an open-label study evaluates dose calculation in 28 inpatients.",
+     "single_arm_trial"),
+    ("METHODS: Data from 188 participants were pooled from four placebo-controlled, crossover ketamine trials.",
+     None),
+])
+def test_secondary_publications_and_pooled_data_are_secondary_analyses(abstract, parent):
+    result = tag("Side effects of ketamine", abstract)
+    assert result["design"] == ["secondary_analysis"]
+    if parent:
+        assert result["parent_design"] == parent
+
+
+@pytest.mark.parametrize("abstract, design", [
+    ("This prospective observational clinical study followed 230 children given esketamine.", "cohort"),
+    ("METHODS: A cross- sectional study was conducted with chronic ketamine users.", "cross_sectional"),
+    ("Across 15 seasons we surveyed 3,935 adults about ketamine use.", "cross_sectional"),
+])
+def test_observational_wordings(abstract, design):
+    assert tag("Ketamine", abstract)["design"] == [design]

@@ -109,8 +109,9 @@ def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: s
     synthesis = {d for d in ("meta_analysis", "systematic_review") if d in found
                  and (strong.title(d) or strong.structured(d) or strong.text(d, 2))}
     if synthesis:
-        if "meta_analysis" in synthesis and "systematic_review" in found:
-            synthesis.add("systematic_review")
+        if "meta_analysis" in synthesis and ("systematic_review" in found
+                                             or any(cue(vocab, "literature_search", s) for s in sentences)):
+            synthesis.add("systematic_review")  # a meta-analysis of a stated search is a systematic review too
         return Design(synthesis)
     if "guideline" in found and (strong.title("guideline") or strong.structured("guideline")):
         return Design({"guideline"})
@@ -118,6 +119,8 @@ def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: s
         if single in found and (strong.title(single) or strong.structured(single)):
             return Design({single})
     if _REVIEW_TITLE.search(title) and not _SYSTEMATIC_TITLE.search(title):
+        return Design({"narrative_review"})
+    if _review_article(record, supported, sentences, vocab):
         return Design({"narrative_review"})
     if "secondary_analysis" in found and strong.title("secondary_analysis"):
         return Design({"secondary_analysis"}, _parent_design(record, sentences, mentions, vocab))
@@ -143,6 +146,35 @@ def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: s
     if "in_vitro" in found:
         return Design({"in_vitro"})
     return Design(set())
+
+
+# Designs of studies that collect their own data: a review article names them for the studies it covers.
+_PRIMARY = ("rct", "nonrandomised_trial", "single_arm_trial", "cohort", "case_control", "cross_sectional",
+            "case_series", "case_report", "secondary_analysis", "animal", "in_vitro")
+
+
+def _review_article(record: dict, supported: dict[str, list[Evidence]], sentences: list[Sentence],
+                    vocab: Vocabulary) -> bool:
+    """A review-format abstract, or an article that says it is a letter, viewpoint or review, with
+    no design of its own stated in its methods, results or its own voice."""
+    if any(cue(vocab, "commentary_on", s) for s in sentences):
+        return True
+    labels = [(s.get("label") or "").strip().lower() for s in record.get("abstract_sections") or []]
+    patterns = [regex for _, regex in vocab.design_cues.get("review_sections", ())]
+    review_format = any(label and any(regex.fullmatch(label) for regex in patterns) for label in labels)
+    voiced = review_format or any(cue(vocab, "article_voice", s) and not cue(vocab, "future", s) for s in sentences)
+    if not voiced:
+        return False
+    return not any(e.source == "abstract" and _own_statement(e.evidence, sentences)
+                   for tag_id in _PRIMARY for e in supported.get(tag_id, []))
+
+
+def _own_statement(evidence: str, sentences: list[Sentence]) -> bool:
+    """Whether a design statement comes from the study's methods or results, or speaks of this study."""
+    for s in sentences:
+        if s.text == evidence:
+            return s.section_kind in ("methods", "results") or bool(_OWN_VOICE.search(s.lower))
+    return False
 
 
 def _trial_design(record: dict, supported: dict[str, list[Evidence]], found: set[str],
