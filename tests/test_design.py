@@ -206,3 +206,32 @@ def test_secondary_publications_and_pooled_data_are_secondary_analyses(abstract,
 ])
 def test_observational_wordings(abstract, design):
     assert tag("Ketamine", abstract)["design"] == [design]
+
+
+# --------------------------------------------------------------------------- the study's own indication
+
+
+def test_surgery_is_the_setting_when_the_title_names_another_condition():
+    abstract = ("METHODS: Patients undergoing elective surgery under general anesthesia were randomly assigned to "
+                "esketamine or saline before anesthesia induction. RESULTS: Delirium occurred in 13 of 56 patients.")
+    assert tag("Effect of esketamine on postoperative delirium after cardiac surgery", abstract)["indication"] \
+        == ["delirium"]
+    assert "anaesthesia" in tag("Esketamine and emergence delirium after anesthesia induction in children",
+                                abstract)["indication"]
+
+
+def test_postoperative_pain_as_a_secondary_outcome_is_not_the_indication():
+    abstract = ("METHODS: Elderly patients were randomly assigned to esketamine or placebo. The secondary outcomes "
+                "included postoperative pain intensity. RESULTS: Delirium was less frequent, and postoperative pain "
+                "scores were lower with esketamine (P < 0.05).")
+    assert tag("Low-dose esketamine and postoperative delirium in elderly patients", abstract)["indication"] \
+        == ["delirium"]
+    # With no other condition named in the title, the pain finding is the study's indication.
+    assert "acute_pain" in tag("Low-dose esketamine in elderly patients", abstract)["indication"]
+
+
+def test_major_depression_defined_by_failed_treatments_is_trd_only():
+    result = tag("Esketamine monotherapy in adults with treatment-resistant depression",
+                 "METHODS: Adults with major depressive disorder who had an inadequate response to 2 or more "
+                 "antidepressants were randomly assigned. RESULTS: Esketamine improved MADRS scores in TRD.")
+    assert result["indication"] == ["trd"]

@@ -28,7 +28,7 @@ def resolve(record: dict, supported: dict[str, list[Evidence]], mentions: list[M
     design = resolve_designs(record, supported, by_kind["design"], sentences, mentions, vocab,
                              by_kind["population"])
     designs = design.designs
-    indications = _resolve_indications(supported, by_kind["indication"])
+    indications = _resolve_indications(supported, by_kind["indication"], record.get("title") or "")
     drugs = _resolve_drugs(supported, by_kind["drug"], mentions)
     populations = by_kind["population"]
     if "animal" in designs and "human" in populations and not Support(supported).text("human", min_count=2):
@@ -40,10 +40,16 @@ def resolve(record: dict, supported: dict[str, list[Evidence]], mentions: list[M
 
 
 _STRONG_MDD = re.compile(r"major depress|\bMDD\b|unipolar|depressive disorder", re.I)
-_TRD_WORDS = re.compile(r"resistan|refractor|\bTRD\b", re.I)
+_TRD_WORDS = re.compile(r"resistan|refractor|\bTRD\b|inadequate(?:ly)? respon|non-?respon|"
+                        r"failed (?:to respond|\w+ or more)", re.I)
+_PRIMARY_OUTCOME = re.compile(r"primary (?:\w+ )?(?:outcome|end-?point)", re.I)
+# A title about the anaesthetic use itself: emergence, induction, premedication, ECT anaesthesia.
+_ANAESTHETIC_USE = re.compile(r"emergence|induction|premedication|intubation|electroconvulsive|\bECT\b|"
+                              r"an(?:a)?esthetics?\b|an(?:a)?esthesia (?:with|using|in)\b|esketamine an(?:a)?esthesia|"
+                              r"ketamine an(?:a)?esthesia", re.I)
 
 
-def _resolve_indications(supported: dict[str, list[Evidence]], found: set[str]) -> set[str]:
+def _resolve_indications(supported: dict[str, list[Evidence]], found: set[str], title: str) -> set[str]:
     found = set(found)
     strong = Support(supported)
     # "Treatment-resistant major depression" is TRD; MDD stays only when a non-resistant
@@ -59,6 +65,17 @@ def _resolve_indications(supported: dict[str, list[Evidence]], found: set[str]) 
                                                                       e.evidence, re.I)]
         if not own or (len(own) < 2 and not strong.title("substance_use")):
             found.discard("substance_use")
+    # Surgery is the setting of many studies of another condition (postoperative delirium, depression,
+    # pain): anaesthesia is the indication only when no other condition is the study's named subject.
+    if "anaesthesia" in found and any(strong.title(t) for t in found - {"anaesthesia"}) \
+            and not _ANAESTHETIC_USE.search(title):
+        found.discard("anaesthesia")
+    # Postoperative pain and anxiety scores are routine secondary outcomes of studies named for another
+    # condition: the indication only when the title or the primary outcome names them.
+    for tag_id in ("acute_pain", "anxiety"):
+        if tag_id in found and not strong.title(tag_id) and any(strong.title(t) for t in found - {tag_id}) \
+                and not any(_PRIMARY_OUTCOME.search(e.evidence) for e in supported[tag_id]):
+            found.discard(tag_id)
     # Weak indications need more than one passing mention.
     for tag_id in ("anaesthesia", "palliative_depression", "delirium", "agitation", "schizophrenia",
                    "fibromyalgia", "crps"):
