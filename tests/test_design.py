@@ -235,3 +235,25 @@ def test_major_depression_defined_by_failed_treatments_is_trd_only():
                  "METHODS: Adults with major depressive disorder who had an inadequate response to 2 or more "
                  "antidepressants were randomly assigned. RESULTS: Esketamine improved MADRS scores in TRD.")
     assert result["indication"] == ["trd"]
+
+
+# --------------------------------------------------------------------------- more ways to state n
+
+
+@pytest.mark.parametrize("abstract, n", [
+    ("METHODS: In a randomised, double-blind, placebo-controlled trial, 41 participants received oral ketamine or "
+     "placebo thrice weekly.", 41),
+    ("OBJECTIVE: This study evaluated ketamine for suicidal ideation. In a double-blind randomized trial, 36 "
+     "inpatients with acute suicidal ideation were enrolled. RESULTS: Scores fell in both groups.", 36),
+    ("METHODS: Ten in-patients with neuropathic pain participated in this single-blind study.", 10),
+    ("METHODS: Our randomized, double-blind study involved 120 patients undergoing bariatric surgery.", 120),
+    ("RESULTS: The final cohort comprised 11 patients.", 11),
+    ("METHODS: 336 patients were randomised to esketamine and 340 to quetiapine.", 676),
+    ("METHODS: 110 TRD and 25 TRBD patients were included and received maintenance infusions.", 135),
+    ("METHODS: Seventeen participants with TRD, 18 participants with PTSD and 8 participants with OCD commenced "
+     "oral ketamine.", 43),
+    ("METHODS: The ketamine group (n = 8) received ketamine before ECT, while the control group (n = 8) received "
+     "thiopental.", 16),
+])
+def test_sample_size_statements(abstract, n):
+    assert tag("Ketamine trial", abstract)["sample_size"] == n

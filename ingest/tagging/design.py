@@ -25,7 +25,8 @@ TRIAL_DESIGNS = ("rct", "nonrandomised_trial", "single_arm_trial")
 # A parent study's design, strongest first, for secondary analyses.
 PARENT_ORDER = ("rct", "nonrandomised_trial", "single_arm_trial", "cohort", "case_control", "cross_sectional")
 OBSERVATIONAL_ORDER = ("case_control", "cross_sectional", "cohort", "case_series", "case_report")
-_OBJECTIVE_LABEL = re.compile(r"\s*(?:OBJECTIVES?|AIMS?|PURPOSE|GOALS?)\b", re.I)
+# A background-kind section that states this study's aim ("OBJECTIVE: ... 36 inpatients were enrolled").
+OBJECTIVE_LABEL = re.compile(r"\s*(?:OBJECTIVES?|AIMS?|PURPOSE|GOALS?)\b", re.I)
 # A background sentence about this study ("The present secondary analysis examines...").
 _OWN_VOICE = re.compile(r"\b(?:the present|this|our)\s+(?:[\w-]+\s+){0,3}(?:study|trial|analysis|review|report|work)\b|"
                         r"\bhere,? we\b|\bwe (?:conducted|performed|report|present|carried out|aimed)\b")
@@ -68,7 +69,7 @@ def _possible_cues(vocab: Vocabulary, sentence: Sentence) -> set[tuple[str, int]
 def counts(mention: Mention, vocab: Vocabulary) -> bool:
     """Whether a (non-negated) design mention describes this study's own design."""
     sentence = mention.sentence
-    if sentence.section_kind == "background" and not (_OBJECTIVE_LABEL.match(sentence.section or "")
+    if sentence.section_kind == "background" and not (OBJECTIVE_LABEL.match(sentence.section or "")
                                                       or _OWN_VOICE.search(sentence.lower)):
         return False
     if cue(vocab, "future", sentence):

@@ -38,7 +38,7 @@ _BREAK = re.compile(r"(?:but|however|although|though|except|whereas|while|yet)\b
 PEOPLE_WORDS = re.compile(
     r"(?:patient|participant|subject|adult|individual|women|men|veteran|child|adolescent|volunteer|people|"
     r"person|mother|parturient|case|youth|respondent|user|resident|smoker|drinker|inmate|soldier|student|nurse|"
-    r"physician|clinician|infant|neonate|elderly|survivor|outpatient|inpatient)")
+    r"physician|clinician|infant|neonate|elderly|survivor|outpatient|inpatient|out-patient|in-patient)")
 PRE_WINDOW, POST_WINDOW, REDUCED_WINDOW = 90, 60, 60
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .design import OBJECTIVE_LABEL
 from .negation import PEOPLE_WORDS
 from .sentences import Sentence
 
@@ -26,7 +27,7 @@ _UNDER_HUNDRED = rf"(?:{_TEN}(?:\s*-\s*|\s+)?{_UNIT}?|{_UNIT})"  # "seventy-six"
 _WORDS = rf"(?:(?:{_UNIT}|a)\s+hundred(?:\s+(?:and\s+)?{_UNDER_HUNDRED})?|{_UNDER_HUNDRED})"
 NUMBER = rf"(\d{{1,3}}(?:,\d{{3}})+|\d+|{_WORDS})"
 # A few words may sit between the number and the people ("76 adult outpatients with TRD").
-_PEOPLE = (r"(?:(?!(?:from|of|in|with|and|or)\s)[a-z][\w-]*\s+){0,4}?"
+_PEOPLE = (r"(?:(?!(?:from|of|in|with|and|or)\s)[a-z][\w-]*\s+){0,4}?(?:[a-z]+-)?"
            r"(?:patients|participants|subjects|adults|individuals|women|men|veterans|children|"
            r"adolescents|volunteers|people|persons|mothers|parturients|outpatients|inpatients|cases|youths?|"
            r"respondents|users|residents|smokers|drinkers|inmates|soldiers|students|nurses|physicians|clinicians|"
@@ -46,9 +47,15 @@ _BEFORE_RANKS = [  # (rank, what the text before the number ends with); rank 1 i
     (0, re.compile(rf"\b{_VERBS}\s+(?:a total of\s+|total of\s+)?$")),
     (2, re.compile(r"\b(?:a total of|total of|overall,?)\s+$")),
     (3, re.compile(r"\b(?:carried out|conducted|performed|done)\s+(?:on|in|with|among)\s+$")),
-    (4, re.compile(r"\b(?:involving|including|comprising|enrolling|recruiting)\s+$")),
-    (7, re.compile(r"\b(?:among|in|of|from|to)\s+$")),
+    (4, re.compile(r"\b(?:involving|including|comprising|enrolling|recruiting|involved|comprised|"
+                   r"(?:study|trial) with|analys[ie]s (?:on|of))\s+$")),
+    (7, re.compile(r"\b(?:among|in|of|from|to)\s+(?:the\s+|all\s+)?$")),
 ]
+# Weakest: the number of people is the subject of the sentence's verb ("41 participants received...").
+_SUBJECT_RANK = 8
+_SUBJECT_AFTER = re.compile(rf"\s+{_PEOPLE}(?:\s+\([^)]{{0,80}}\))?(?:\s+(?:with|from|who|aged|diagnosed|meeting|at|"
+                            rf"undergoing|scheduled)\b[^,.;()]{{0,80}}?)?,?\s+(?:received|underwent|participated|"
+                            rf"completed|took part|were|was|had|met|provided|consented|entered)\b")
 _START_RANK = 6  # the sentence opens with the number of people
 _N_EQUALS = re.compile(r"\(\s*n\s*=\s*(\d{1,3}(?:,\d{3})+|\d+)\s*\)")
 _ARM_RANK = 5  # the "(n = ...)" pattern: per-arm counts, added up
@@ -152,10 +159,16 @@ NO_PARTICIPANTS = frozenset({"narrative_review", "guideline", "animal", "in_vitr
                              "registration"})
 
 
+def _about_this_study(sentence: Sentence) -> bool:
+    """Methods, results and unlabelled text; background only under an aim label ("OBJECTIVE: ...")."""
+    if sentence.section_kind == "title":
+        return False
+    return sentence.section_kind != "background" or bool(OBJECTIVE_LABEL.match(sentence.section or ""))
+
+
 def extract_sample_size(sentences: list[Sentence]) -> tuple[int | None, str | None]:
     """Participants randomised / enrolled, where the abstract states it: the strongest statement, first found."""
-    candidates = [s for s in sentences if s.section_kind not in ("title", "background")
-                  and _names_people(s) and _has_number(s.lower)]
+    candidates = [s for s in sentences if _about_this_study(s) and _names_people(s) and _has_number(s.lower)]
     best: tuple[int, int, int, str] | None = None  # (rank, sentence order, value, text)
     for order, sentence in enumerate(candidates):
         for rank, value in _statements(sentence):
@@ -181,6 +194,8 @@ def _statements(sentence: Sentence) -> list[tuple[int, int]]:
         ranks = [rank for rank, pattern in _BEFORE_RANKS if pattern.search(before)]
         if _ENROLLED_AFTER.match(after):
             ranks.append(1)
+        elif _SUBJECT_AFTER.match(after):
+            ranks.append(_SUBJECT_RANK)
         if start == 0:
             ranks.append(_START_RANK)
         if 1900 <= value <= 2100:  # a year, unless the sentence says plainly it counts people
@@ -190,6 +205,9 @@ def _statements(sentence: Sentence) -> list[tuple[int, int]]:
     arms = _arm_total(sentence)
     if arms is not None:
         found.append((_ARM_RANK, arms))
+    groups = _group_total(sentence)
+    if groups is not None:  # before the single groups' own counts, at the best rank any of them has
+        found.insert(0, (min((rank for rank, _ in found), default=1), groups))
     return found
 
 
@@ -216,6 +234,30 @@ def _number_tokens(text: str) -> list[tuple[int, int, str]]:
     return sorted(tokens)
 
 
+_PEOPLE_NOUN = _PEOPLE.split("?(?:[a-z]+-)?", 1)[1]  # the people words alone, without the words before them
+_ALLOCATION = r"(?:randomi[sz]ed|randomly assigned|randomly allocated|assigned|allocated)"
+# Groups counted one by one, added up: "336 patients were randomised to A and 340 to B",
+# "110 TRD and 25 TRBD patients were included", "17 participants with X, 18 participants with Y and 8 ...".
+_GROUP_LISTS = [
+    re.compile(rf"\b{NUMBER}\s+{_PEOPLE}\s+(?:were|was)\s+{_ALLOCATION}\s+to\s+[^,;.]{{1,80}}?(?:,\s*|\s+)"
+               rf"(?:and|while|whereas)\s+{NUMBER}\s+(?:\w+\s+)?(?:to|were)\b"),
+    re.compile(rf"\b{NUMBER}\s+[\w-]+(?:\s+[\w-]+)?\s+and\s+{NUMBER}\s+[\w-]+(?:\s+[\w-]+)?\s+{_PEOPLE_NOUN}\s+"
+               rf"(?:were|was)\s+(?:included|enrolled|recruited|randomi[sz]ed|analy[sz]ed|studied)"),
+    re.compile(rf"\b{NUMBER}\s+{_PEOPLE}\s+with\s+[^,;]{{1,40}}?,\s+{NUMBER}\s+{_PEOPLE}\s+with\s+[^,;]{{1,40}}?,?\s+"
+               rf"and\s+{NUMBER}\s+{_PEOPLE}\s+with\b"),
+]
+
+
+def _group_total(sentence: Sentence) -> int | None:
+    for pattern in _GROUP_LISTS:
+        match = pattern.search(sentence.lower)
+        if match:
+            values = [to_int(group) for group in match.groups()]
+            if all(values) and sum(values) <= MAX_PEOPLE:
+                return sum(values)
+    return None
+
+
 def _arm_total(sentence: Sentence) -> int | None:
     """ "(n = 20) ... (n = 22)": the arms added up, or the total when the others are its parts."""
     values = [v for v in (to_int(m.group(1)) for m in _N_EQUALS.finditer(sentence.lower)) if v and v <= MAX_PEOPLE]
@@ -223,6 +265,8 @@ def _arm_total(sentence: Sentence) -> int | None:
         return None
     largest = max(values)
     rest = sum(values) - largest
+    if len(values) == 2 and values[0] == values[1]:
+        return largest * 2  # two equal arms ("ketamine group (n = 8) ... control group (n = 8)")
     if len(values) == 1 or rest == largest or rest < largest / 2:
         return largest
     return sum(values)
