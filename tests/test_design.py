@@ -257,3 +257,12 @@ def test_major_depression_defined_by_failed_treatments_is_trd_only():
 ])
 def test_sample_size_statements(abstract, n):
     assert tag("Ketamine trial", abstract)["sample_size"] == n
+
+
+@pytest.mark.parametrize("abstract, routes", [
+    ("METHODS: Children received esketamine by nasal administration before bronchoscopy. The secondary outcomes "
+     "included the ease of intravenous cannulation.", ["intranasal"]),
+    ("METHODS: Elderly patients received adjunctive esketamine in PCIA after hip surgery.", ["iv"]),
+])
+def test_route_wordings(abstract, routes):
+    assert tag("Esketamine after surgery", abstract)["route"] == routes
