@@ -266,3 +266,14 @@ def test_sample_size_statements(abstract, n):
 ])
 def test_route_wordings(abstract, routes):
     assert tag("Esketamine after surgery", abstract)["route"] == routes
+
+
+def test_antidepressant_classes_and_the_drug_s_mesh_class_are_not_studied_mechanisms():
+    abstract = ("METHODS: Patients were randomised to esketamine or quetiapine, alongside an ongoing selective "
+                "serotonin reuptake inhibitor/serotonin norepinephrine reuptake inhibitor. RESULTS: Remission was "
+                "more frequent with esketamine.")
+    record = {"mesh": [{"descriptor": "Excitatory Amino Acid Antagonists", "qualifiers": [{"name": "therapeutic use"}]}]}
+    assert tag("Esketamine versus quetiapine in TRD", abstract, **record)["mechanism"] == []
+    measured = abstract.replace("Remission was more frequent with esketamine.",
+                                "Plasma serotonin levels rose after esketamine.")
+    assert tag("Esketamine versus quetiapine in TRD", measured)["mechanism"] == ["monoamine"]
