@@ -272,7 +272,8 @@ def test_antidepressant_classes_and_the_drug_s_mesh_class_are_not_studied_mechan
     abstract = ("METHODS: Patients were randomised to esketamine or quetiapine, alongside an ongoing selective "
                 "serotonin reuptake inhibitor/serotonin norepinephrine reuptake inhibitor. RESULTS: Remission was "
                 "more frequent with esketamine.")
-    record = {"mesh": [{"descriptor": "Excitatory Amino Acid Antagonists", "qualifiers": [{"name": "therapeutic use"}]}]}
+    heading = {"descriptor": "Excitatory Amino Acid Antagonists", "qualifiers": [{"name": "therapeutic use"}]}
+    record = {"mesh": [heading]}
     assert tag("Esketamine versus quetiapine in TRD", abstract, **record)["mechanism"] == []
     measured = abstract.replace("Remission was more frequent with esketamine.",
                                 "Plasma serotonin levels rose after esketamine.")
