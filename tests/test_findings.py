@@ -1,0 +1,71 @@
+"""Findings: outcomes, directions and quantities from a study's own result sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.tagging.findings import extract_findings, load_findings_vocabulary, sentence_findings, sentence_quantities
+from ingest.tagging.sentences import Sentence, record_sentences
+
+
+def result(text: str) -> Sentence:
+    return Sentence(text, "RESULTS", "results", 3)
+
+
+def directions(text: str) -> dict[str, str]:
+    return {f.outcome: f.direction for f in sentence_findings(result(text), load_findings_vocabulary())}
+
+
+def quantities(text: str) -> list[tuple[str, float, str]]:
+    return [(q.type, q.value, q.unit) for q in sentence_quantities(result(text), load_findings_vocabulary())]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Ketamine significantly reduced MADRS scores compared with midazolam.", {"depressive_symptoms": "improved"}),
+    ("Esketamine did not significantly reduce the incidence of postoperative delirium.", {"delirium": "no_difference"}),
+    ("Remission was more frequent with ketamine than with ECT.", {"remission": "improved"}),
+    ("Response rates were lower in the ketamine group.", {"response": "worsened"}),
+    ("Dissociative symptoms increased transiently.", {"dissociation": "increased"}),
+    ("Pain scores were comparable between groups.", {"pain": "no_difference"}),
+    ("The ketamine group failed to show superior remission.", {"remission": "no_difference"}),
+    ("Blood pressure rose without serious adverse events.", {"blood_pressure": "increased",
+                                                             "adverse_events": "no_difference"}),
+    ("Ketamine reduced depression at 24 h, but there was no difference at day 7.", {"depressive_symptoms": "mixed"}),
+])
+def test_directions(text, expected):
+    assert directions(text) == expected
+
+
+def test_hedged_and_comparison_flags():
+    vocab = load_findings_vocabulary()
+    (finding,) = sentence_findings(result("Ketamine may reduce suicidal ideation versus placebo."), vocab)
+    assert finding.hedged and finding.comparison
+    (plain,) = sentence_findings(result("Suicidal ideation fell from baseline."), vocab)
+    assert not plain.hedged and not plain.comparison
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Remission rates were 46% (44/96) with ketamine.", [("remission_rate", 46.0, "%")]),
+    ("The antidepressant effect lasted up to 7 days.", [("duration", 168.0, "h")]),
+    ("Improvement emerged within 40 minutes.", [("onset", pytest.approx(0.6667, abs=1e-3), "h")]),
+    ("Median time to relapse was 18 days.", [("time_to_relapse", 432.0, "h")]),
+    ("At 6-month follow-up, 52% of patients had relapsed.", [("relapse_rate", 52.0, "%"), ("follow_up", 4380.0, "h")]),
+    ("Dissociation returned to baseline within 2 h.", [("duration", 2.0, "h")]),
+    ("MADRS fell by 50% (95% CI 40-60%) at 24 hours in 60-year-old patients.", []),
+])
+def test_quantities(text, expected):
+    assert quantities(text) == expected
+
+
+def test_only_the_study_s_own_results_are_read():
+    record = {"title": "Ketamine for TRD", "abstract_sections": [
+        {"label": "BACKGROUND", "text": "Ketamine has been shown to reduce depression within hours."},
+        {"label": "METHODS", "text": "We aimed to evaluate whether ketamine improves remission."},
+        {"label": "RESULTS", "text": "Remission was higher with ketamine (52% vs 20%)."},
+    ]}
+    findings, found = extract_findings(record_sentences(record))
+    assert [(f.outcome, f.direction) for f in findings] == [("remission", "improved")]
+    assert [q.value for q in found] == [52.0, 20.0]
+    other_studies = {"title": "x", "abstract_sections": [
+        {"label": "RESULTS", "text": "Previous studies reported that ketamine reduced pain by 40%."}]}
+    assert extract_findings(record_sentences(other_studies)) == ([], [])
