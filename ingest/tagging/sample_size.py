@@ -27,11 +27,11 @@ _UNDER_HUNDRED = rf"(?:{_TEN}(?:\s*-\s*|\s+)?{_UNIT}?|{_UNIT})"  # "seventy-six"
 _WORDS = rf"(?:(?:{_UNIT}|a)\s+hundred(?:\s+(?:and\s+)?{_UNDER_HUNDRED})?|{_UNDER_HUNDRED})"
 NUMBER = rf"(\d{{1,3}}(?:,\d{{3}})+|\d+|{_WORDS})"
 # A few words may sit between the number and the people ("76 adult outpatients with TRD").
-_PEOPLE = (r"(?:(?!(?:from|of|in|with|and|or)\s)[a-z][\w-]*\s+){0,4}?(?:[a-z]+-)?"
-           r"(?:patients|participants|subjects|adults|individuals|women|men|veterans|children|"
-           r"adolescents|volunteers|people|persons|mothers|parturients|outpatients|inpatients|cases|youths?|"
-           r"respondents|users|residents|smokers|drinkers|inmates|soldiers|students|nurses|physicians|clinicians|"
-           r"infants|neonates|elderly|pregnant women|survivors)")
+_PEOPLE_NOUN = (r"(?:patients|participants|subjects|adults|individuals|women|men|veterans|children|"
+                r"adolescents|volunteers|people|persons|mothers|parturients|outpatients|inpatients|cases|youths?|"
+                r"respondents|users|residents|smokers|drinkers|inmates|soldiers|students|nurses|physicians|"
+                r"clinicians|infants|neonates|elderly|pregnant women|survivors)")
+_PEOPLE = rf"(?:(?!(?:from|of|in|with|and|or)\s)[a-z][\w-]*\s+){{0,4}}?(?:[a-z]+-)?{_PEOPLE_NOUN}"
 _VERBS = (r"(?:randomi[sz]ed|enrolled|included|recruited|allocated|assigned|analy[sz]ed|studied|evaluated|treated|"
           r"surveyed)")
 # Each number in a sentence is read once (one scan), then its context tells which statement it is
@@ -234,7 +234,6 @@ def _number_tokens(text: str) -> list[tuple[int, int, str]]:
     return sorted(tokens)
 
 
-_PEOPLE_NOUN = _PEOPLE.split("?(?:[a-z]+-)?", 1)[1]  # the people words alone, without the words before them
 _ALLOCATION = r"(?:randomi[sz]ed|randomly assigned|randomly allocated|assigned|allocated)"
 # Groups counted one by one, added up: "336 patients were randomised to A and 340 to B",
 # "110 TRD and 25 TRBD patients were included", "17 participants with X, 18 participants with Y and 8 ...".
