@@ -90,10 +90,15 @@ def _secondary_sentence(sentence: Sentence, vocab: Vocabulary) -> bool:
 
 def is_registration(record: dict, vocab: Vocabulary) -> bool:
     """A trial-registry record: two or more registry field labels, the first section among them."""
-    patterns = [regex for _, regex in vocab.design_cues.get("registry_fields", ())]
-    labels = [(s.get("label") or "").strip().lower() for s in record.get("abstract_sections") or []]
-    hits = [bool(label) and any(regex.fullmatch(label) for regex in patterns) for label in labels]
+    hits = _label_hits(record, vocab, "registry_fields")
     return bool(hits) and hits[0] and sum(hits) >= 2
+
+
+def _label_hits(record: dict, vocab: Vocabulary, cue_name: str) -> list[bool]:
+    """Per abstract section, whether its label is one of the named cue list's labels."""
+    patterns = [regex for _, regex in vocab.design_cues.get(cue_name, ())]
+    labels = [(s.get("label") or "").strip().lower() for s in record.get("abstract_sections") or []]
+    return [bool(label) and any(regex.fullmatch(label) for regex in patterns) for label in labels]
 
 
 def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: set[str],
@@ -160,22 +165,18 @@ def _review_article(record: dict, supported: dict[str, list[Evidence]], sentence
     no design of its own stated in its methods, results or its own voice."""
     if any(cue(vocab, "commentary_on", s) for s in sentences):
         return True
-    labels = [(s.get("label") or "").strip().lower() for s in record.get("abstract_sections") or []]
-    patterns = [regex for _, regex in vocab.design_cues.get("review_sections", ())]
-    review_format = any(label and any(regex.fullmatch(label) for regex in patterns) for label in labels)
-    voiced = review_format or any(cue(vocab, "article_voice", s) and not cue(vocab, "future", s) for s in sentences)
+    voiced = any(_label_hits(record, vocab, "review_sections")) or any(
+        cue(vocab, "article_voice", s) and not cue(vocab, "future", s) for s in sentences)
     if not voiced:
         return False
-    return not any(e.source == "abstract" and _own_statement(e.evidence, sentences)
+    return not any(e.source == "abstract" and e.sentence_index is not None
+                   and _own_statement(sentences[e.sentence_index])
                    for tag_id in _PRIMARY for e in supported.get(tag_id, []))
 
 
-def _own_statement(evidence: str, sentences: list[Sentence]) -> bool:
+def _own_statement(sentence: Sentence) -> bool:
     """Whether a design statement comes from the study's methods or results, or speaks of this study."""
-    for s in sentences:
-        if s.text == evidence:
-            return s.section_kind in ("methods", "results") or bool(_OWN_VOICE.search(s.lower))
-    return False
+    return sentence.section_kind in ("methods", "results") or bool(_OWN_VOICE.search(sentence.lower))
 
 
 def _trial_design(record: dict, supported: dict[str, list[Evidence]], found: set[str],
