@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -51,9 +51,6 @@ class Finding:
     sentence: str
     outcome_tag: str | None = None
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class Quantity:
@@ -65,9 +62,6 @@ class Quantity:
     section: str | None
     sentence: str
     denominator: int | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -348,8 +342,7 @@ def _time_kind(vocab: FindingsVocabulary, clause: str, start: int, end: int) -> 
     after = clause[end:end + 25]
     if vocab.time_kinds["follow_up"].match(after.lstrip(" -")):
         return "follow_up"
-    return _nearest_kind({k: v for k, v in vocab.time_kinds.items()}, clause, start, end, before_window=45,
-                         after_window=0)
+    return _nearest_kind(vocab.time_kinds, clause, start, end, before_window=45, after_window=0)
 
 
 def _cue_start(regex: re.Pattern, clause: str, start: int) -> int:
