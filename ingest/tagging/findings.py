@@ -4,8 +4,8 @@ time to relapse, follow-up), normalised to one unit (percent, hours) with the te
 
 Pure: sentences in, findings out. The words are data (findings.yaml); the labels follow
 tests/gold/findings/GUIDE.md. A finding is the study's own result: sentences about other studies'
-results, and sentences outside the results, conclusions or an unstructured abstract's closing
-sentences, are not read.
+results are not read, nor, in a structured abstract, sections other than results and conclusions,
+nor, in an unstructured one, its opening background and sentences stating the aim or the methods.
 """
 
 from __future__ import annotations
