@@ -46,6 +46,32 @@ def _xml_parser_kwargs() -> dict:
     return {"resolve_entities": False, "no_network": True, "huge_tree": True, "load_dtd": False}
 
 
+FEED_BYTES = 1 << 20  # the pull parser is fed this much at a time
+
+
+def _record_elements(data: bytes) -> Iterator[etree._Element]:
+    """Each PubmedArticle, DeleteCitation and PubmedBookArticle element as it ends.
+
+    A pull parser, drained after every feed and once more after a syntax error, so the records
+    before a fault are always delivered (lxml 6.2's iterparse raises before yielding the events
+    of the chunk that holds the error).
+    """
+    parser = etree.XMLPullParser(events=("end",), tag=("PubmedArticle", "DeleteCitation", "PubmedBookArticle"),
+                                 **_xml_parser_kwargs())
+    try:
+        for start in range(0, len(data), FEED_BYTES):
+            parser.feed(data[start:start + FEED_BYTES])
+            for _, el in parser.read_events():
+                yield el
+        parser.close()
+    except etree.XMLSyntaxError:
+        for _, el in parser.read_events():
+            yield el
+        raise
+    for _, el in parser.read_events():
+        yield el
+
+
 def parse_pubmed_xml(data: bytes, on_record: Callable[[dict], None] | None = None) -> ParseResult:
     """Parse a PubmedArticleSet (efetch output or a baseline/update file).
 
@@ -55,14 +81,8 @@ def parse_pubmed_xml(data: bytes, on_record: Callable[[dict], None] | None = Non
     ``on_record`` is called with each record as soon as it is parsed.
     """
     result = ParseResult(on_record=on_record)
-    events = etree.iterparse(
-        io.BytesIO(data),
-        events=("end",),
-        tag=("PubmedArticle", "DeleteCitation", "PubmedBookArticle"),
-        **_xml_parser_kwargs(),
-    )
     try:
-        for _, el in events:
+        for el in _record_elements(data):
             if el.tag == "PubmedArticle":
                 try:
                     result.add(parse_article(el))
