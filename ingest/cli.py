@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .db import build as builder
-from .db.atomic import BuildError
+from .db.atomic import DEFAULT_LOCK_WAIT, BuildError
 from .db.collect import Collected, collect_file, collect_pages
 from .records import ParseError
 from .sources import clinicaltrials, europepmc
@@ -20,13 +20,27 @@ from .sources.pubmed import DEFAULT_BASE_URL, DEFAULT_QUERY, NCBIError, PubMedCl
 DEFAULT_DB = "kb.db"
 
 
+# Exit statuses: 0 done; 1 failed (kb.db unchanged); 2 bad usage; 3 done, but some input was
+# rejected or changed (each problem printed as a Warning line, and kept in ingest_runs.errors);
+# 130 interrupted (Ctrl-C; kb.db unchanged).
+EXIT_PROBLEMS = 3
+EXIT_INTERRUPTED = 130
+
+
 def fail(message: str) -> None:
     """One clear line on stderr, exit status 1."""
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
 
 
+def interrupted(message: str = "interrupted") -> None:
+    """Ctrl-C: one line on stderr, exit status 130 (the shell's 128 + SIGINT)."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def report(stats: dict) -> None:
+    """The run's warnings and totals; exit status 3 when it had problems (see EXIT_PROBLEMS)."""
     import json
 
     errors = json.loads(stats["errors"])
@@ -38,6 +52,18 @@ def report(stats: dict) -> None:
         f"{stats['studies_deleted']} deleted citations, {len(errors)} problems)",
         err=True,
     )
+    if errors:
+        sys.exit(EXIT_PROBLEMS)
+
+
+def writer_options(command):
+    """--no-wait and --lock-timeout: what a writer does while another build or import holds kb.db."""
+    command = click.option(
+        "--lock-timeout", default=DEFAULT_LOCK_WAIT, show_default=True, type=click.FloatRange(0, 86400),
+        help="Seconds to wait for another kb build or import writing the same database to finish.")(command)
+    return click.option(
+        "--no-wait", is_flag=True,
+        help="Fail at once (exit status 1) if another kb build or import is writing the database.")(command)
 
 
 class OneLineErrors(click.Group):
@@ -55,9 +81,13 @@ class OneLineErrors(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.Abort:
+        except click.Abort as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):
+                interrupted()
             click.echo("Aborted.", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            interrupted()
         sys.exit(result if isinstance(result, int) else 0)
 
 
@@ -92,11 +122,12 @@ def cli() -> None:
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000),
               help="Records per efetch request.")
 @click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 20),
-              help="Retries per request on 429/5xx/connection errors.")
+              help="Retries per request on 429/5xx, timeouts, dropped connections and bad answers "
+                   "(at most 2 when no connection can be made). Each retry is announced on stderr.")
 @click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0, 60),
               help="Back-off factor in seconds between retries.")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 600),
-              help="Seconds to wait for an answer before retrying.")
+              help="Deadline in seconds of one request, from connecting to the last byte of the answer.")
 @click.option("--rate", type=click.FloatRange(0.01, 1000),
               help="Requests per second per source (default: each API's published limit).")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -104,13 +135,16 @@ def cli() -> None:
                    "beside the database). An interrupted network build resumes from them.")
 @click.option("--no-resume", is_flag=True, help="Discard pages kept by an interrupted build and start over.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@writer_options
 def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
-          batch_size, retries, backoff, timeout, rate, checkpoint_dir, no_resume, no_progress):
+          batch_size, retries, backoff, timeout, rate, checkpoint_dir, no_resume, no_progress, no_wait, lock_timeout):
     """Build kb.db from scratch: PubMed, Europe PMC and ClinicalTrials.gov, or saved files.
 
     Records found in several sources are merged (by PMID, then DOI); trials are linked to
     the papers that report them. The new database is written beside the old one and
     renamed over it only when complete: a failed build leaves the existing kb.db untouched.
+    One build or import writes a database at a time; another waits (--lock-timeout) or,
+    with --no-wait, fails. Exit status 3: built, but some input was rejected (see the warnings).
 
     \b
     Examples:
@@ -122,9 +156,10 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
     progress = not no_progress
     target = Path(db_path)
     sources = sources or SOURCES
+    wait = 0 if no_wait else lock_timeout
     try:
         if from_dir is not None:
-            stats = builder.build_from_dir(target, from_dir, sources, progress)
+            stats = builder.build_from_dir(target, from_dir, sources, progress, wait=wait)
         else:
             cache = PageCache(checkpoint_dir or target.resolve().parent / ".kb-checkpoint")
             if no_resume:
@@ -136,7 +171,7 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
                 collected = fetch_sources(sources, query, api_key, email, base_url, europepmc_url,
                                           clinicaltrials_url, batch_size, options, progress, cache)
                 stats = builder.build(target, collected, ",".join(sources), "network", query=query,
-                                      progress=progress)
+                                      progress=progress, wait=wait)
             except (BuildError, FetchError, NCBIError, ParseError) as exc:
                 if cache.pages():
                     raise type(exc)(f"{exc} ({cache.pages()} pages kept in {cache.directory}: "
@@ -145,6 +180,8 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
             cache.clear()
     except (BuildError, FetchError, NCBIError, ParseError) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        interrupted(f"interrupted; {target} is left as it was")
     report(stats)
 
 
@@ -157,7 +194,7 @@ def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clini
     collected = Collected()
 
     def client_options() -> dict:
-        session = make_session(retries=options["retries"], backoff=options["backoff"])
+        session = make_session()  # no retries of its own: the clients' retry policy does them all
         session.kb_cache = cache
         return {**options, "session": session}
 
@@ -177,15 +214,21 @@ def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clini
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
               help="Existing database to add to.")
-def import_(file, db_path):
+@writer_options
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar (shown when stderr is a terminal).")
+def import_(file, db_path, no_wait, lock_timeout, no_progress):
     """Add one file to an existing kb.db: PubMed XML (.xml, .xml.gz), MEDLINE (.nbib, .txt,
     .medline), RIS (.ris), Europe PMC search JSON or ClinicalTrials.gov v2 /studies JSON (.json, .json.gz).
 
     The format is recognised from the content, not the name.
 
-    Records already in kb.db are merged field by field (nothing is lost, the richer
-    value wins); a newer PubMed version replaces an older one; DeleteCitation entries
-    remove studies.
+    Records already in kb.db from other sources are merged field by field (nothing is
+    lost, the richer value wins); a later record from the same source (a corrected PubMed
+    record, even with the same version) replaces that source's earlier record whole, and a
+    newer PubMed version the older one; DeleteCitation entries remove studies.
+
+    One build or import writes a database at a time; another waits (--lock-timeout) or,
+    with --no-wait, fails. Exit status 3: imported, but some input was rejected (see the warnings).
 
     \b
     Examples:
@@ -203,15 +246,19 @@ def import_(file, db_path):
     if not collected.files:
         fail(collected.errors[0] if collected.errors else f"{file}: nothing to import")
     try:
-        stats = builder.import_into(target, collected, "file", [str(file)])
+        stats = builder.import_into(target, collected, "file", [str(file)], wait=0 if no_wait else lock_timeout,
+                                    progress=not no_progress)
     except BuildError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        interrupted(f"interrupted; {target} is left as it was")
     report(stats)
 
 
-def _record_from_json(item: dict) -> dict:
-    """A tagger record from a user's JSON object (title, abstract, optional MeSH and types)."""
-    from .records import split_inline_sections
+def _record_from_json(item: dict) -> tuple[dict, list[str]]:
+    """A tagger record from a user's JSON object (title, abstract, optional MeSH and types), capped
+    like an ingested record, and what the caps cut. ValueError names what is wrong with the object."""
+    from .records import cap_record, split_inline_sections
 
     if not isinstance(item, dict):
         raise ValueError("each line must be a JSON object")
@@ -220,15 +267,55 @@ def _record_from_json(item: dict) -> dict:
         raise ValueError("title and abstract must be strings")
     if not title and not abstract:
         raise ValueError("needs a title or an abstract")
-    mesh = [m if isinstance(m, dict) else {"descriptor": str(m).split("/")[0].lstrip("*"), "qualifiers": []}
-            for m in item.get("mesh") or []]
-    types = [p if isinstance(p, dict) else {"name": str(p)} for p in item.get("publication_types") or []]
-    return {"title": title, "abstract": abstract, "abstract_sections": split_inline_sections(abstract),
-            "mesh": mesh, "publication_types": types}
+    record = {"title": title, "abstract": abstract,
+              "mesh": [_mesh_heading(m) for m in _json_list(item, "mesh")],
+              "publication_types": [{"name": _json_name(p, "name", "publication_types")}
+                                    for p in _json_list(item, "publication_types")]}
+    cut = cap_record(record)
+    record["abstract_sections"] = split_inline_sections(record["abstract"])
+    return record, cut
+
+
+def _json_list(item: dict, key: str) -> list:
+    value = item.get(key) or []
+    if not isinstance(value, list):
+        raise ValueError(f"{key} must be a list of names, not {type(value).__name__}")
+    return value
+
+
+def _json_name(value, key: str, where: str) -> str:
+    """A name given as a string or as an object's ``key``."""
+    name = value.get(key) if isinstance(value, dict) else value
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where} entries must be names or objects with a {key!r} string")
+    return name
+
+
+def _mesh_heading(value) -> dict:
+    """A MeSH heading from "Descriptor/qualifier" (a "*" marks major) or {"descriptor", "qualifiers"}."""
+    if isinstance(value, dict):
+        qualifiers = value.get("qualifiers") or []
+        if not isinstance(qualifiers, list):
+            raise ValueError("mesh qualifiers must be a list")
+        return {"descriptor": _json_name(value, "descriptor", "mesh"),
+                "qualifiers": [{"name": _json_name(q, "name", "mesh qualifiers")} for q in qualifiers]}
+    return {"descriptor": _json_name(value, "descriptor", "mesh").split("/")[0].lstrip("*"), "qualifiers": []}
+
+
+def _json_line(item: dict) -> str:
+    """``item`` as one line of JSON; escaped to ASCII if it holds a lone surrogate ("\\ud800")."""
+    import json
+
+    text = json.dumps(item, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(item)
+    return text + "\n"
 
 
 @cli.command(name="tag-text")
-@click.argument("input", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("input", type=click.File("rb"), default="-")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
               help="Where to write the tagged JSON lines (default: stdout).")
 def tag_text(input, output):
@@ -241,6 +328,10 @@ def tag_text(input, output):
     sample_size (or, for a synthesis, studies_included and participants_pooled), on_topic,
     and the evidence sentence (with its negation flag) for each tag and count.
 
+    A line that cannot be read is reported on stderr with its number and skipped; the others
+    are still tagged, and the exit status is 1. Titles and abstracts over the ingest caps
+    (ingest.records) are cut for tagging, with a warning.
+
     \b
     Examples:
         kb tag-text my-abstracts.jsonl > tagged.jsonl
@@ -252,18 +343,30 @@ def tag_text(input, output):
 
     vocab = load_vocabulary()
     problems = 0
-    for number, line in enumerate(input, 1):
-        if not line.strip():
-            continue
+    for number, raw in enumerate(input, 1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
         try:
+            line = raw.decode("utf-8")
+            if not line.strip():
+                continue
             item = json.loads(line)
-            record = _record_from_json(item)
-        except ValueError as exc:
-            click.echo(f"Error: line {number}: {exc}", err=True)
+            record, cut = _record_from_json(item)
+            item["tags"] = tag_record(record, vocab).as_dict()
+            text = _json_line(item)
+        except UnicodeDecodeError as exc:
+            click.echo(f"Error: line {number}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})",
+                       err=True)
             problems += 1
             continue
-        item["tags"] = tag_record(record, vocab).as_dict()
-        output.write(json.dumps(item, ensure_ascii=False) + "\n")
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError; nesting too deep to read or write
+            message = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            click.echo(f"Error: line {number}: {message}", err=True)
+            problems += 1
+            continue
+        for change in cut:
+            click.echo(f"Warning: line {number}: {change} for tagging", err=True)
+        output.write(text)
     if problems:
         sys.exit(1)
 

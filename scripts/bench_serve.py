@@ -2,12 +2,17 @@
 """Load benchmark: `kb serve` on loopback under a bounded concurrent load.
 
 Usage: python scripts/bench_serve.py [--db kb.db] [--requests 400] [--concurrency 8]
+       python scripts/bench_serve.py --hostile 6 [--samples 100] [--db kb.db]
 
 Builds a kb.db from the shared corpus unless --db is given, starts `kb serve` on a free
 127.0.0.1 port, and drives it with a fixed number of requests per endpoint from a thread
 pool (never any other address; every loop is bounded). Prints requests/s and p50/p95/p99
 per endpoint, then checks that the server stayed read-only and that a cheap page still
 answers quickly while an expensive query is running.
+
+--hostile N: N clients send expensive requests back to back (runaway SQL stopped by the time
+limit, a cross join, oversized values and an oversized search) while cheap pages are timed one
+after another; prints p50/p95 of each cheap page and what the hostile clients got back.
 """
 
 from __future__ import annotations
@@ -38,6 +43,25 @@ TERMS = ["dissociation", "esketamine", "suicidal", "cystitis", "bdnf", "remissio
 CLAIMS = ["ketamine relief can be permanent", "esketamine causes dissociation", "ketamine increases serotonin"]
 EXPENSIVE_SQL = ("with recursive r(i) as (select 1 union all select i + 1 from r) "
                  "select count(*) from r")
+# What a hostile client sends, in turn: each is stopped by a limit of kb serve, never answered in full.
+HOSTILE = [
+    ("/kb.json", {"sql": EXPENSIVE_SQL}),
+    ("/kb.json", {"sql": "select count(*) from sentences a, sentences b, sentences c"}),
+    ("/kb.json", {"_shape": "array", "sql": "with recursive c(x) as (select 1 union all select x+1 from c "
+                                            "limit 100) select printf('%.*c',9999999,'x') from c"}),
+    ("/kb/search", {"q": "\"ketamine\" " * 3000}),
+]
+# Pages timed while the hostile clients run: cheap ones (a few ms when idle), a table page with its
+# seven facets (about 130 ms idle on the shared corpus), and a trivial hand-written query, which
+# waits its turn behind the hostile ones (kb serve runs only so many hand-written queries at once).
+CHEAP = {
+    "home page": "/",
+    "study page": "/kb/studies/{pmid}",
+    "study JSON": "/kb/studies/{pmid}.json",
+    "table page": "/kb/studies?_size=10&on_topic=1",
+    "select 1": "/kb.json?sql=select+1",
+}
+CHEAP_TIMEOUT = 30
 
 
 def free_port() -> int:
@@ -118,12 +142,70 @@ def cheap_page_during_expensive_query(base: str) -> tuple[float, float, int]:
     return cheap, seconds, status
 
 
+def hostile_client(base: str, stop: threading.Event, outcomes: dict, lock: threading.Lock) -> None:
+    """Send the hostile requests in turn until stopped; count what came back (status, bytes)."""
+    session = requests.Session()
+    turn = 0
+    while not stop.is_set():
+        path, params = HOSTILE[turn % len(HOSTILE)]
+        turn += 1
+        try:
+            response = session.get(base + path, params=params, timeout=120)
+            key = (path, response.status_code)
+            size = len(response.content)
+        except requests.RequestException as exc:
+            key, size = (path, type(exc).__name__), 0
+        with lock:
+            count, largest = outcomes.get(key, (0, 0))
+            outcomes[key] = (count + 1, max(largest, size))
+
+
+def cheap_pages_under_attack(base: str, clients: int, samples: int, pmids: list[str]) -> None:
+    stop, lock = threading.Event(), threading.Lock()
+    outcomes: dict = {}
+    threads = [threading.Thread(target=hostile_client, args=(base, stop, outcomes, lock), daemon=True)
+               for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)  # every hostile client has a request in flight
+    session = requests.Session()
+    latencies: dict[str, list[float]] = {name: [] for name in CHEAP}
+    statuses: dict[str, dict] = {name: {} for name in CHEAP}
+    try:
+        for i in range(samples):
+            for name, template in CHEAP.items():
+                started = time.perf_counter()
+                try:
+                    status = session.get(base + template.format(pmid=pmids[i % len(pmids)]),
+                                         timeout=CHEAP_TIMEOUT).status_code
+                except requests.RequestException as exc:  # counted, at the timeout's latency
+                    status = type(exc).__name__
+                latencies[name].append(time.perf_counter() - started)
+                statuses[name][status] = statuses[name].get(status, 0) + 1
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    print(f"cheap pages while {clients} hostile clients run ({samples} samples each):")
+    for name, values in latencies.items():
+        ordered = sorted(values)
+        print(f"  {name:<12} p50 {statistics.median(ordered) * 1000:7.1f} ms   "
+              f"p95 {percentile(ordered, 0.95) * 1000:7.1f} ms   max {ordered[-1] * 1000:7.1f} ms   "
+              f"statuses {statuses[name]}")
+    print("hostile requests (path, status: count, largest body):")
+    for (path, status), (count, largest) in sorted(outcomes.items(), key=str):
+        print(f"  {path} {status}: {count}, {largest:,} bytes")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path)
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     parser.add_argument("--requests", type=int, default=400, help="requests per endpoint")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--hostile", type=int, default=0, metavar="N",
+                        help="time cheap pages while N hostile clients run, instead of the load test")
+    parser.add_argument("--samples", type=int, default=100, help="cheap-page requests each, with --hostile")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db
@@ -139,6 +221,9 @@ def main() -> int:
             wait_until_up(base)
             pmids = [r["id"] for r in requests.get(base + "/kb/studies.json?_shape=array&_col=id&_size=100",
                                                    timeout=10).json()]
+            if args.hostile:
+                cheap_pages_under_attack(base, args.hostile, args.samples, pmids)
+                return 0
             print(f"kb serve on {base}, {args.requests} requests per endpoint, concurrency {args.concurrency}")
             for name, template in ENDPOINTS.items():
                 figures = drive(base, template, args.requests, args.concurrency, pmids)

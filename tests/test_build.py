@@ -91,7 +91,7 @@ def test_rebuild_is_idempotent(inputs, tmp_path):
 def _dump(path: Path) -> dict:
     db = sqlite_utils.Database(path)
     return {
-        t: sorted(json.dumps(r, sort_keys=True) for r in db[t].rows)
+        t: sorted(json.dumps(r, sort_keys=True, default=bytes.hex) for r in db[t].rows)  # blobs as hex
         for t in db.table_names()
         if t != "ingest_runs" and "_fts" not in t and not t.startswith("sqlite_")
     }

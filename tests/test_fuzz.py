@@ -25,7 +25,7 @@ from lxml import etree
 from ingest.db.collect import Collected
 from ingest.db.studies import child_rows, study_row
 from ingest.db.trials import trial_row
-from ingest.records import ParseError, ParseResult
+from ingest.records import MAX_TITLE_CHARS, ParseError, ParseResult
 from ingest.sources import clinicaltrials, europepmc
 from ingest.sources.files import parse_medline, parse_ris, split_inline_sections
 from ingest.sources.formats import parse_bytes
@@ -308,8 +308,10 @@ def test_deeply_nested_xml():
 
 def test_huge_text_node():
     title = "ketamine " * 500_000  # 4.5 MB in one text node
-    (record,) = _timed(parse_pubmed_xml, _set(_article("40000001", title))).records
-    assert len(record["title"]) == len(title) - 1
+    result = _timed(parse_pubmed_xml, _set(_article("40000001", title)))
+    # Parsed whole, then capped at ingest (issue 17) with a warning naming the record.
+    assert len(result.records[0]["title"]) == MAX_TITLE_CHARS
+    assert result.errors == [f"PMID 40000001: title cut to {MAX_TITLE_CHARS:,} characters (was {len(title) - 1:,})"]
 
 
 def test_entity_expansion_is_refused():

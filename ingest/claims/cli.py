@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ..records.spreadsheet import spreadsheet_safe
 from . import ClaimCheck, ClaimError, StudyResult, check_claim, validate_claim
 
 DEFAULT_DB = "kb.db"
@@ -49,21 +52,53 @@ def resolve_index(db_path: Path, mode: str) -> tuple[Any, str | None]:
         return None, str(exc)
 
 
-def _read_claims(claim: str | None, file: Path | None) -> list[str]:
-    if claim is not None and file is not None:
-        raise click.UsageError("give either CLAIM or --file, not both")
-    if file is not None:
-        try:
-            lines = file.read_text(encoding="utf-8-sig").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            _fail(f"{file}: cannot read ({exc})")
-        claims = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        if not claims:
-            _fail(f"{file}: no claims in the file (one claim per line)")
-        return claims
-    if claim is None or not claim.strip():
-        raise click.UsageError("give a CLAIM to check, or --file with one claim per line")
-    return [claim]
+def _claim_lines(file: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """Each claim in ``file`` as it is read: (line number, claim, None), or (line number, None, what is wrong).
+
+    Blank lines and # comments are skipped; each line is decoded on its own, so one bad byte
+    costs one line, not the file.
+    """
+    try:
+        stream = file.open("rb")
+    except OSError as exc:
+        _fail(f"{file}: cannot read ({exc.strerror or exc})")
+    with stream:
+        for number, raw in enumerate(stream, 1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                yield number, None, f"not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+                continue
+            if line and not line.startswith("#"):
+                yield number, line, None
+
+
+class _Output:
+    """Each claim's result written as soon as it is checked: text, CSV rows, or JSON (an array with --file)."""
+
+    def __init__(self, as_json: bool, as_csv: bool, many: bool):
+        self.as_json, self.as_csv, self.many = as_json, as_csv, many
+        self.written = 0
+        self.csv = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n") if as_csv else None
+
+    def write(self, result: ClaimCheck) -> None:
+        if self.as_json:
+            text = json.dumps(result.as_dict(), indent=2, ensure_ascii=False)
+            click.echo(("[\n" if not self.written else ",\n") + text if self.many else text, nl=not self.many)
+        elif self.csv:
+            if not self.written:
+                self.csv.writeheader()
+            self.csv.writerows(csv_rows(result))
+        else:
+            click.echo(("\n" if self.written else "") + render_text(result))
+        self.written += 1
+        sys.stdout.flush()  # a writer sees each claim's evidence as it comes, even through a pipe
+
+    def close(self) -> None:
+        if self.as_json and self.many:
+            click.echo("\n]" if self.written else "[]")
 
 
 @click.command()
@@ -89,6 +124,10 @@ def check(claim, file, db_path, limit, mode, as_json, as_csv):
     list: evidence at a glance (studies by design and population, the newest meta-analysis
     or systematic review, and sentences stating a duration or follow-up).
 
+    With --file, each claim's result is written as soon as it is checked; a line that is
+    not a checkable claim is reported on stderr with its line number and the rest are still
+    checked (exit status 1 at the end).
+
     \b
     Examples:
         kb check "ketamine's effects last up to four hours"
@@ -99,42 +138,52 @@ def check(claim, file, db_path, limit, mode, as_json, as_csv):
     """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    claims = _read_claims(claim, file)
-    for text in claims:  # every claim is checkable before any work is done
+    if claim is not None and file is not None:
+        raise click.UsageError("give either CLAIM or --file, not both")
+    if file is None:
+        if claim is None or not claim.strip():
+            raise click.UsageError("give a CLAIM to check, or --file with one claim per line")
         try:
-            validate_claim(text)
+            validate_claim(claim)  # before any work is done
         except ClaimError as exc:
-            _fail(f"{text[:60]!r}: {exc}")
+            _fail(f"{claim[:60]!r}: {exc}")
+    elif not file.exists():  # a named pipe is fine: claims are read as they come
+        _fail(f"{file}: cannot read (no such file)")
     conn = _open_readonly(db_path)
     index, why_not = resolve_index(db_path, mode)
     if why_not:
         click.echo(f"Note: semantic matching unavailable ({why_not}); using full-text search only.", err=True)
     elif index is not None and index.coverage < 0.999:
         click.echo(f"Note: {1 - index.coverage:.0%} of sentences have no current vector; run `kb embed`.", err=True)
-    checks = []
-    for text in claims:
+    output = _Output(as_json, as_csv, many=file is not None)
+    if file is None:
         try:
-            checks.append(check_claim(conn, text, limit=limit, vectors=index))
+            output.write(check_claim(conn, claim, limit=limit, vectors=index))
         except ClaimError as exc:
-            _fail(f"{text[:60]!r}: {exc}")
-    _emit(checks, as_json, as_csv, many=file is not None)
-
-
-def _emit(checks: list[ClaimCheck], as_json: bool, as_csv: bool, many: bool) -> None:
-    if as_json:
-        payload = [c.as_dict() for c in checks]
-        click.echo(json.dumps(payload if many else payload[0], indent=2, ensure_ascii=False))
-    elif as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for c in checks:
-            writer.writerows(csv_rows(c))
-    else:
-        click.echo("\n\n".join(render_text(c) for c in checks))
+            _fail(f"{claim[:60]!r}: {exc}")
+        output.close()
+        return
+    claims, problems = 0, 0
+    for number, text, problem in _claim_lines(file):
+        try:
+            if problem:
+                raise ClaimError(problem)
+            claims += 1
+            output.write(check_claim(conn, text, limit=limit, vectors=index))
+        except ClaimError as exc:
+            click.echo(f"Error: {file} line {number}: {exc}", err=True)
+            problems += 1
+    if not claims and not problems:
+        _fail(f"{file}: no claims in the file (one claim per line)")
+    output.close()
+    if problems:
+        sys.exit(1)
 
 
 def csv_rows(result: ClaimCheck) -> list[dict[str, Any]]:
-    return [_csv_row(result, study) for study in [*result.results, *result.retracted]]
+    """One CSV row per study listed, every cell safe to open in a spreadsheet (no formulas run)."""
+    return [{column: spreadsheet_safe(value) for column, value in _csv_row(result, study).items()}
+            for study in [*result.results, *result.retracted]]
 
 
 def _csv_row(result: ClaimCheck, study: StudyResult) -> dict[str, Any]:

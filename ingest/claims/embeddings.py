@@ -117,8 +117,9 @@ def _kb_sentences(kb_path: Path) -> list[tuple[str, int, str, int]]:
     """(study_id, position, passage text, rowid) of every sentence in kb.db."""
     conn = sqlite3.connect(f"file:{kb_path}?mode=ro", uri=True)
     try:
-        rows = conn.execute("select study_id, position, text, rowid, context from sentences "
-                            "order by study_id, position").fetchall()
+        # The context as indexed: stored once per study in kb.db, in every row in an older one.
+        rows = conn.execute("select s.study_id, s.position, s.text, s.rowid, f.context from sentences s "
+                            "join sentences_fts f on f.rowid = s.rowid order by s.study_id, s.position").fetchall()
     except sqlite3.Error as exc:
         raise SemanticUnavailable(f"{kb_path}: no sentence index ({exc}); rebuild with `kb build`") from exc
     finally:

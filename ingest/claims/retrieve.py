@@ -45,7 +45,7 @@ def fts_ranking(conn: sqlite3.Connection, query: str, ranked: bool = True) -> li
     # can stop after the limit in rowid order, but must score every match to sort by bm25.
     order = "score" if ranked else "sentences_fts.rowid"
     sql = (
-        "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, s.context, "
+        "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, sentences_fts.context, "
         f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
         "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid "
         f"where sentences_fts match ? and sentences_fts.rowid <= ? order by {order} limit ?"
@@ -64,12 +64,15 @@ def vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) -
     rowids = list(hits)
     for start in range(0, len(rowids), 500):  # keep well under SQLite's bound-parameter limit
         chunk = rowids[start:start + 500]
-        rows += conn.execute("select rowid, study_id, position, section, section_kind, text, context from sentences "
-                             f"where rowid in ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+        rows += conn.execute("select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, f.context "
+                             "from sentences s join sentences_fts f on f.rowid = s.rowid "
+                             f"where s.rowid in ({', '.join('?' for _ in chunk)})", chunk).fetchall()
     out = [_sentence(row, cosine=hits[row[0]]) for row in rows]
     return sorted(out, key=lambda pair: -(pair[1].cosine or 0))
 
 
+# A sentence's context is read from the index (the context it was indexed with): kb.db stores it
+# once per study (sentence_contexts); an older kb.db in every sentence row.
 def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None) -> tuple[str, Sentence]:
     return row[1], Sentence(rowid=row[0], position=row[2], section=row[3], section_kind=row[4] or "abstract",
                             text=row[5], context=row[6] or "", bm25=bm25, cosine=cosine)

@@ -15,14 +15,14 @@ from pathlib import Path
 import sqlite_utils
 
 from ..sources.formats import SOURCES
-from .atomic import BuildError, atomic_database, pause_point
+from .atomic import DEFAULT_LOCK_WAIT, BuildError, atomic_database, pause_point
 from .collect import Collected, collect_dir
 from .derive import Prederiver, default_derivers
 from .schema import create_fts, create_schema, optimise, refresh_term_docs
-from .studies import child_rows, delete_study, study_row, upsert_merged
+from .studies import child_rows, delete_study, source_record_rows, study_row, upsert_merged
 from .trials import link_studies_to_trials, write_trials
 
-__all__ = ["SOURCES", "BuildError", "Collected", "build", "build_from_dir", "import_into"]
+__all__ = ["DEFAULT_LOCK_WAIT", "SOURCES", "BuildError", "Collected", "build", "build_from_dir", "import_into"]
 
 
 def _now() -> str:
@@ -70,6 +70,7 @@ def write_fresh(db: sqlite_utils.Database, collected: Collected, prederived: Pre
         ):
             row = study_row(study_id, record)
             tables = child_rows(study_id, record)
+            tables["source_records"] = source_record_rows(study_id, collected.packed_sources.get(study_id))
             for columns, extra in derived:
                 row.update(columns)
                 for name, rows in extra.items():
@@ -107,20 +108,22 @@ def build(
     progress: bool = False,
     derivers: list | None = None,
     prederived: Prederiver | None = None,
+    wait: float = DEFAULT_LOCK_WAIT,
 ) -> dict:
     """Write a new kb.db from ``collected``, atomically replacing ``target``.
 
     ``prederived``: the Prederiver that watched ``collected`` being gathered (its derivers are used).
+    ``wait``: seconds to wait for another writer of ``target`` to finish (0: refuse at once).
     """
     derivers = default_derivers() if derivers is None else derivers
     if not collected.records and not collected.trials:
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
     started = _now()
-    history = previous_runs(target)
     if prederived is not None:
         derivers = prederived.derivers
-    with atomic_database(target, copy_existing=False) as db, prederived or Prederiver(derivers) as early:
+    with atomic_database(target, copy_existing=False, wait=wait) as db, prederived or Prederiver(derivers) as early:
+        history = previous_runs(target)  # read under the writer lock: an import finishing now is kept
         create_schema(db, fts=False)
         pause_point("schema")
         written = write_fresh(db, collected, early, progress)
@@ -141,13 +144,13 @@ def build(
 
 
 def build_from_dir(target: Path, directory: Path, sources: Iterable[str] = SOURCES, progress: bool = False,
-                   derivers: list | None = None) -> dict:
+                   derivers: list | None = None, wait: float = DEFAULT_LOCK_WAIT) -> dict:
     """Build kb.db from every file under ``directory``; studies are tagged while parsing goes on."""
     sources = tuple(sources)
     with Prederiver(default_derivers() if derivers is None else derivers) as early:
         collected = collect_dir(directory, progress, sources, Collected(watcher=early))
         return build(target, collected, ",".join(sources), "from-dir", inputs=collected.files, progress=progress,
-                     prederived=early)
+                     prederived=early, wait=wait)
 
 
 def import_into(
@@ -157,8 +160,15 @@ def import_into(
     inputs: list[str],
     after_write: list[Hook] | None = None,
     derivers: list | None = None,
+    wait: float = DEFAULT_LOCK_WAIT,
+    progress: bool = False,
 ) -> dict:
-    """Merge ``collected`` into an existing kb.db (atomically: copy, change, rename)."""
+    """Merge ``collected`` into an existing kb.db (atomically: copy, change, rename, under the writer lock).
+
+    ``progress``: a bar on stderr, when it is a terminal, while the studies are merged, tagged and written.
+    """
+    from tqdm import tqdm
+
     derivers = default_derivers() if derivers is None else derivers
     if not target.exists():
         raise BuildError(f"{target}: no such database (run `kb build` first)")
@@ -166,15 +176,16 @@ def import_into(
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
     started = _now()
-    with atomic_database(target, copy_existing=True) as db:
+    with atomic_database(target, copy_existing=True, wait=wait) as db:
         create_schema(db)
         touched: dict[str, dict] = {}
         deleted = 0
         for deriver in derivers:
             deriver.prepare(db)
         with db.atomic():
-            for record in collected.records.values():
-                study_id, merged = upsert_merged(db, record, derivers)
+            for key, record in tqdm(collected.records.items(), total=len(collected.records), desc="Importing studies",
+                                    unit="rec", disable=None if progress else True):  # None: only on a tty
+                study_id, merged = upsert_merged(db, record, derivers, collected.sources_of(key))
                 touched[study_id] = merged
             for pmid in collected.deleted:
                 deleted += int(delete_study(db, str(pmid)))

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..records import ParseError, ParseResult
-from ..records.merge import merge_records
-from ..sources.formats import RECORD_SUFFIXES, SOURCES, parse_bytes, read_bytes, source_of
+from ..records.merge import MAX_PMID_VERSION, merge_sources, plausible_version, source_key, with_source_record
+from ..sources.formats import SOURCES, is_record_file, parse_bytes, read_bytes, source_of
 from .atomic import BuildError, pause_point
-from .studies import study_id_for
+from .studies import pack_record, study_id_for, unpack_record
 
 if TYPE_CHECKING:
     from .derive import Prederiver
@@ -29,6 +29,10 @@ class Collected:
     errors: list[str] = field(default_factory=list)
     trials: dict[str, dict] = field(default_factory=dict)
     by_doi: dict[str, str] = field(default_factory=dict)
+    # A study several sources contributed to: each source's own record, packed (a few kB each),
+    # so that a later record replaces its own source's alone (records.merge). A study from one
+    # source is its one record, in ``records``.
+    packed_sources: dict[str, dict[str, bytes]] = field(default_factory=dict)
     # Told of every study record as soon as it is parsed, and of every trial: see Prederiver.
     watcher: Prederiver | None = field(default=None, repr=False, compare=False)
 
@@ -37,18 +41,41 @@ class Collected:
         key = study_id_for(record)
         if record.get("pmid"):
             self.deleted.discard(record["pmid"])
+        by_source, changed = self.sources_of(key), source_key(record)
         doi_key = self.by_doi.get(record.get("doi") or "")
-        previous = self.records.get(key)
         if doi_key and doi_key != key and self._same_study(doi_key, record):
             # Known by DOI under another key (a preprint, a record without PMID): one study.
-            other = self.records.pop(doi_key)
-            previous = merge_records(previous, other) if previous else other
+            other = self.records[doi_key]
+            by_source, changed = _joined(by_source, self.sources_of(doi_key)), None
+            self._forget(doi_key)
             if not record.get("pmid") and other.get("pmid"):
+                self._forget(key)
                 key = doi_key
-        merged = merge_records(previous, record) if previous else record
-        self.records[key] = merged
+        merged = self._keep(key, with_source_record(by_source, record), changed)
         if merged.get("doi"):
             self.by_doi[merged["doi"]] = key
+
+    def sources_of(self, key: str) -> dict[str, dict]:
+        """The study's records by source (a study from one source: its record)."""
+        if key in self.packed_sources:
+            return {source: unpack_record(blob) for source, blob in self.packed_sources[key].items()}
+        record = self.records.get(key)
+        return {source_key(record): record} if record else {}
+
+    def _keep(self, key: str, by_source: dict[str, dict], changed: str | None) -> dict:
+        """Store the study merged from ``by_source``; only the ``changed`` source is packed again."""
+        self.records[key] = merged = merge_sources(by_source)
+        if len(by_source) < 2:
+            self.packed_sources.pop(key, None)
+        else:
+            old = self.packed_sources.get(key, {})
+            self.packed_sources[key] = {source: old[source] if source in old and source != changed
+                                        else pack_record(r) for source, r in by_source.items()}
+        return merged
+
+    def _forget(self, key: str) -> None:
+        self.records.pop(key, None)
+        self.packed_sources.pop(key, None)
 
     def parsed_record(self, record: dict) -> None:
         """A record just parsed, before it is added (and perhaps merged)."""
@@ -73,8 +100,22 @@ class Collected:
             self.watcher.trial(trial["nct_id"], merged)
 
     def delete(self, pmid: int) -> None:
-        self.records.pop(str(pmid), None)
+        self._forget(str(pmid))
         self.deleted.add(pmid)
+
+
+def _joined(first: dict[str, dict], second: dict[str, dict]) -> dict[str, dict]:
+    """Two studies found to be one: their records by source together."""
+    joined = dict(first)
+    for record in second.values():
+        joined = with_source_record(joined, record)
+    return joined
+
+
+def _implausible_version(record: dict) -> bool:
+    """A PMID Version such as 999: kept, it would outrank every genuine record of that PMID."""
+    version = record.get("pmid_version")
+    return version is not None and plausible_version(version) is None
 
 
 def merge_trials(old: dict, new: dict) -> dict:
@@ -95,7 +136,7 @@ def input_files(directory: Path) -> list[Path]:
         raise BuildError(f"--from-dir {directory}: permission denied")
     files = sorted(
         p for p in directory.rglob("*")
-        if p.is_file() and p.name.lower().endswith(RECORD_SUFFIXES) and not p.name.startswith(".")
+        if p.is_file() and is_record_file(p)  # READMEs, PROVENANCE.json... are skipped quietly
     )
     return files
 
@@ -126,6 +167,12 @@ def collect_file(collected: Collected, path: Path, label: str | None = None,
 
 def _collect_result(collected: Collected, result: ParseResult, label: str) -> None:
     for record in result.records:
+        if _implausible_version(record):
+            collected.parsed += 1
+            collected.errors.append(
+                f"{label}: PMID {record.get('pmid')}: Version {record['pmid_version']} is not a plausible "
+                f"PubMed version (1-{MAX_PMID_VERSION}): record skipped")
+            continue
         collected.add(record)
     for trial in result.trials:
         collected.add_trial(trial)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 from collections.abc import Callable, Iterator
 
 from ..tagging.vocabulary import load_vocabulary
@@ -40,9 +41,15 @@ def _fork_pool(derivers: list, workers: int):
     # would otherwise touch (and so copy) every page of the records it inherited.
     gc.freeze()
     try:
-        return multiprocessing.get_context("fork").Pool(workers)
+        return multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_interrupts)
     finally:
         gc.unfreeze()
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C reaches the whole process group; the main process alone handles it
+    (and terminates the workers), so the terminal gets one line, not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _workers() -> int:

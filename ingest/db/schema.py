@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2  # 2: evidence levels, synthesis counts, on_topic
+SCHEMA_VERSION = 3  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records
 
 STUDIES = {
     "id": str,
@@ -113,6 +113,13 @@ CHILD_TABLES = {
         {"study_id": str, "position": int, "ref_type": str, "ref_pmid": int, "ref_source": str, "note": str},
         ("study_id", "position"),
     ),
+    # A study that several sources contributed to: each source's own record (zlib-compressed
+    # JSON, see studies.pack_record), in arrival order, so that a later record of one source
+    # replaces that source's alone (records.merge).
+    "source_records": (
+        {"study_id": str, "position": int, "source": str, "record": bytes},
+        ("study_id", "position"),
+    ),
 }
 
 INDEXES = [
@@ -146,8 +153,59 @@ FTS_COLUMNS = ["title", "abstract"]
 FTS_TABLES = {
     "studies": FTS_COLUMNS,
     "trials": ["title", "official_title", "brief_summary", "conditions", "intervention_names"],
-    "sentences": ["text", "context"],
 }
+
+# The sentence index: each sentence with its study's context (stored once per study, in
+# sentence_contexts), read through a view. Triggers keep the index equal to the view whichever
+# table changes; a study's context row is never replaced in place (INSERT OR REPLACE would skip
+# the delete triggers), so that is refused.
+SENTENCES_FTS_SQL = """
+create view if not exists sentences_in_context as
+select s.rowid as rowid, s.study_id, s.position, s.section, s.section_kind, s.text,
+       coalesce(s.context, c.context) as context
+from sentences s left join sentence_contexts c on c.study_id = s.study_id;
+
+create virtual table sentences_fts using fts5(text, context, tokenize='porter', content='sentences_in_context');
+insert into sentences_fts (sentences_fts) values ('rebuild');
+
+create trigger sentences_fts_insert after insert on sentences begin
+  insert into sentences_fts (rowid, text, context) values (new.rowid, new.text,
+    coalesce(new.context, (select context from sentence_contexts where study_id = new.study_id)));
+end;
+create trigger sentences_fts_delete after delete on sentences begin
+  insert into sentences_fts (sentences_fts, rowid, text, context) values ('delete', old.rowid, old.text,
+    coalesce(old.context, (select context from sentence_contexts where study_id = old.study_id)));
+end;
+create trigger sentences_fts_update after update on sentences begin
+  insert into sentences_fts (sentences_fts, rowid, text, context) values ('delete', old.rowid, old.text,
+    coalesce(old.context, (select context from sentence_contexts where study_id = old.study_id)));
+  insert into sentences_fts (rowid, text, context) values (new.rowid, new.text,
+    coalesce(new.context, (select context from sentence_contexts where study_id = new.study_id)));
+end;
+
+create trigger sentence_contexts_no_replace before insert on sentence_contexts
+when exists (select 1 from sentence_contexts where study_id = new.study_id) begin
+  select raise(abort, 'a study context is deleted before it is written again');
+end;
+create trigger sentence_contexts_fts_insert after insert on sentence_contexts begin
+  insert into sentences_fts (sentences_fts, rowid, text, context)
+    select 'delete', rowid, text, null from sentences where study_id = new.study_id and context is null;
+  insert into sentences_fts (rowid, text, context)
+    select rowid, text, new.context from sentences where study_id = new.study_id and context is null;
+end;
+create trigger sentence_contexts_fts_delete after delete on sentence_contexts begin
+  insert into sentences_fts (sentences_fts, rowid, text, context)
+    select 'delete', rowid, text, old.context from sentences where study_id = old.study_id and context is null;
+  insert into sentences_fts (rowid, text, context)
+    select rowid, text, null from sentences where study_id = old.study_id and context is null;
+end;
+create trigger sentence_contexts_fts_update after update on sentence_contexts begin
+  insert into sentences_fts (sentences_fts, rowid, text, context)
+    select 'delete', rowid, text, old.context from sentences where study_id = old.study_id and context is null;
+  insert into sentences_fts (rowid, text, context)
+    select rowid, text, new.context from sentences where study_id = new.study_id and context is null;
+end;
+"""
 
 
 def create_fts(db: sqlite_utils.Database) -> None:
@@ -159,6 +217,7 @@ def create_fts(db: sqlite_utils.Database) -> None:
     for table, columns in FTS_TABLES.items():
         if not db[table].detect_fts():
             db[table].enable_fts(columns, tokenize="porter", create_triggers=True)
+    _create_sentences_fts(db)
     # Per-stem document counts of the sentence index, for the claim checker (ingest.term_stats).
     db.execute("create virtual table if not exists sentences_fts_vocab using fts5vocab(sentences_fts, 'row')")
 
@@ -245,12 +304,13 @@ def optimise(db: sqlite_utils.Database) -> None:
 
 
 def dependent_tables(db: sqlite_utils.Database) -> list[str]:
-    """Every table with a foreign key to ``studies``: rows to drop when a study is rewritten."""
-    return [
-        table.name
-        for table in db.tables
-        if any(fk.other_table == "studies" for fk in table.foreign_keys)
-    ]
+    """Every table with a foreign key to ``studies``: rows to drop when a study is rewritten.
+
+    Sentences first: their index entries are removed with the study context still there to
+    read (deleting the context first would re-index the sentences only to delete them).
+    """
+    names = [table.name for table in db.tables if any(fk.other_table == "studies" for fk in table.foreign_keys)]
+    return sorted(names, key=lambda name: name != "sentences")
 
 
 TRIALS = {
@@ -282,9 +342,29 @@ def _create_trials(db: sqlite_utils.Database) -> None:
 
 
 def _create_sentences(db: sqlite_utils.Database) -> None:
-    """Every title and abstract sentence, with its section and the study's context, for claim checking."""
+    """Every title and abstract sentence with its section, and each study's context, for claim checking.
+
+    ``sentences.context`` is NULL for a sentence that reads in its study's context (every
+    sentence kb writes): the context is stored once per study, in ``sentence_contexts``.
+    """
     if "sentences" not in db.table_names():
         db["sentences"].create(
             {"study_id": str, "position": int, "section": str, "section_kind": str, "text": str, "context": str},
             pk=("study_id", "position"), foreign_keys=[("study_id", "studies", "id")],
         )
+    if "sentence_contexts" not in db.table_names():
+        db["sentence_contexts"].create({"study_id": str, "context": str}, pk="study_id",
+                                       foreign_keys=[("study_id", "studies", "id")])
+
+
+def _create_sentences_fts(db: sqlite_utils.Database) -> None:
+    """The sentence index over sentences_in_context; an older kb.db's index (context copied into
+    every sentence row, read from the sentences table) is replaced."""
+    existing = db.execute("select sql from sqlite_master where name = 'sentences_fts'").fetchone()
+    if existing and "sentences_in_context" in existing[0]:
+        return
+    if existing:
+        for trigger in ("sentences_ai", "sentences_ad", "sentences_au"):  # sqlite-utils' names
+            db.execute(f"drop trigger if exists [{trigger}]")
+        db.execute("drop table sentences_fts")
+    db.conn.executescript(SENTENCES_FTS_SQL)

@@ -8,10 +8,11 @@ really disappears. Reading reconstructs the same dict, so a later import can mer
 from __future__ import annotations
 
 import json
+import zlib
 
 import sqlite_utils
 
-from ..records.merge import merge_records
+from ..records.merge import merge_sources, source_key, with_source_record
 from .schema import CHILD_TABLES, dependent_tables
 
 RETRACTION_TYPES = {"retracted publication"}
@@ -145,11 +146,46 @@ def delete_children(db: sqlite_utils.Database, study_id: str) -> None:
         db.execute(f"delete from [{name}] where study_id = ?", [study_id])
 
 
-def write_record(db: sqlite_utils.Database, study_id: str, record: dict, derivers: list = ()) -> None:
-    """Replace the study, its child rows and its derived rows. Call inside a transaction."""
+def pack_record(record: dict) -> bytes:
+    """A record as source_records keeps it: compact JSON, compressed (a quarter of the size)."""
+    return zlib.compress(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def unpack_record(blob: bytes) -> dict:
+    return json.loads(zlib.decompress(blob))
+
+
+def source_record_rows(study_id: str, packed: dict[str, bytes] | None) -> list[dict]:
+    """source_records rows of a study several sources contributed to (none for a single source:
+    its record is the study's own, read back by :func:`read_record`)."""
+    if not packed or len(packed) < 2:
+        return []
+    return [{"study_id": study_id, "position": i, "source": source, "record": blob}
+            for i, (source, blob) in enumerate(packed.items())]
+
+
+def read_source_records(db: sqlite_utils.Database, study_id: str) -> dict[str, dict]:
+    """The study's records by source, as kb.db holds them (see :func:`source_record_rows`)."""
+    stored = db.execute("select source, record from source_records where study_id = ? order by position",
+                        [study_id]).fetchall()
+    if stored:
+        return {source: unpack_record(blob) for source, blob in stored}
+    existing = read_record(db, study_id)
+    # One source, or a kb.db written before source_records: the stored study as one record.
+    return {source_key(existing): existing} if existing else {}
+
+
+def write_record(db: sqlite_utils.Database, study_id: str, record: dict, derivers: list = (),
+                 by_source: dict[str, dict] | None = None) -> None:
+    """Replace the study, its child rows and its derived rows. Call inside a transaction.
+
+    ``by_source``: the records by source ``record`` was merged from, kept for later imports.
+    """
     delete_children(db, study_id)
     row = study_row(study_id, record)
     tables = child_rows(study_id, record)
+    if by_source and len(by_source) > 1:
+        tables["source_records"] = source_record_rows(study_id, {s: pack_record(r) for s, r in by_source.items()})
     for deriver in derivers:
         columns, extra = deriver.derive(study_id, record)
         row.update(columns)
@@ -231,10 +267,18 @@ def read_record(db: sqlite_utils.Database, study_id: str) -> dict | None:
     }
 
 
-def upsert_merged(db: sqlite_utils.Database, record: dict, derivers: list = ()) -> tuple[str, dict]:
-    """Merge ``record`` into whatever kb.db already holds for that study, then write it whole."""
+def upsert_merged(db: sqlite_utils.Database, record: dict, derivers: list = (),
+                  incoming: dict[str, dict] | None = None) -> tuple[str, dict]:
+    """Merge ``record`` into whatever kb.db already holds for that study, then write it whole.
+
+    ``incoming``: the records by source ``record`` was merged from (default: ``record`` alone).
+    Each replaces its own source's earlier record of the study whole (a corrected record drops
+    what it no longer says); records of different sources are merged field by field.
+    """
     study_id = resolve_study_id(db, record)
-    existing = read_record(db, study_id)
-    merged = merge_records(existing, record) if existing else record
-    write_record(db, study_id, merged, derivers)
+    by_source = read_source_records(db, study_id)
+    for source_record in (incoming or {source_key(record): record}).values():
+        by_source = with_source_record(by_source, source_record)
+    merged = merge_sources(by_source)
+    write_record(db, study_id, merged, derivers, by_source)
     return study_id, merged

@@ -94,13 +94,18 @@ class Tagging:
         result = tag_record(record, self.vocab)
         rows = {"study_tags": tag_rows(study_id, result)}
         if self.sentences:
-            rows["sentences"] = sentence_rows(study_id, record, result)
+            # The context before the sentences: their index entries read it as they are written.
+            rows["sentence_contexts"] = [{"study_id": study_id, "context": sentence_context(record, result)}]
+            rows["sentences"] = sentence_rows(study_id, result)
         return tag_columns(result, self.vocab), rows
+
+
+CONTEXT_TITLE_CHARS = 500  # of the title in the context: every real title fits; it is indexed with each sentence
 
 
 def sentence_context(record: dict, result: TagResult) -> str:
     """What a lone sentence loses: the study's title, drugs, routes, design and year."""
-    parts = [record.get("title") or ""]
+    parts = [_shortened(record.get("title") or "", CONTEXT_TITLE_CHARS)]
     labels = [t for kind in ("drug", "route", "design", "indication") for t in result.tags.get(kind, [])]
     if labels:
         parts.append(" ".join(label.replace("_", " ") for label in labels))
@@ -109,10 +114,18 @@ def sentence_context(record: dict, result: TagResult) -> str:
     return " | ".join(p for p in parts if p)
 
 
-def sentence_rows(study_id: str, record: dict, result: TagResult) -> list[dict]:
-    context = sentence_context(record, result)
+def _shortened(text: str, limit: int) -> str:
+    """``text`` cut at the last word boundary within ``limit`` characters."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    return cut[: cut.rfind(" ")] if " " in cut else cut
+
+
+def sentence_rows(study_id: str, result: TagResult) -> list[dict]:
+    """The study's sentences; each reads in the study's context (sentence_contexts), not a copy of it."""
     return [
         {"study_id": study_id, "position": s.index, "section": s.section, "section_kind": s.section_kind,
-         "text": s.text, "context": context}
+         "text": s.text}
         for s in result.sentences
     ]

@@ -3,6 +3,12 @@
 Rules: a newer PubMed version replaces an older one outright; otherwise text fields keep
 the richer (longer, more precise) value, and list fields are unions keyed by identity,
 with the richer duplicate's details filling the gaps of the other.
+
+Those rules combine records of *different* sources. A later record from the *same* source is
+that source's correction and replaces its earlier record whole (:func:`latest_of_source`), so a
+study is kept as its records by source (:func:`with_source_record`), merged by
+:func:`merge_sources`: a corrected PubMed record can drop a title, a MeSH term or a retraction
+link, while what Europe PMC said stays.
 """
 
 from __future__ import annotations
@@ -23,9 +29,50 @@ UNION_FIELDS = {
 }
 
 
+MAX_PMID_VERSION = 50  # PubMed versions are small numbers; a larger one is a typing error or a trap
+
+
+def plausible_version(version) -> int | None:
+    """A PMID version that can be believed, else None (unknown)."""
+    return version if isinstance(version, int) and 1 <= version <= MAX_PMID_VERSION else None
+
+
+def source_key(record: dict) -> str:
+    """The source a record came from ("pubmed"); a merged record's sources joined by "+"."""
+    return "+".join(record.get("sources") or [])
+
+
+def latest_of_source(old: dict, new: dict) -> dict:
+    """Two records of one study from one source: the newer PMID version, else the later record, whole."""
+    old_version, new_version = plausible_version(old.get("pmid_version")), plausible_version(new.get("pmid_version"))
+    if old_version and new_version and new_version < old_version:
+        return old  # a stale copy of an older version changes nothing
+    return new
+
+
+def with_source_record(by_source: dict[str, dict], record: dict) -> dict[str, dict]:
+    """The study's records by source once ``record`` has arrived (``by_source`` is not modified)."""
+    updated = dict(by_source)
+    key = source_key(record)
+    updated[key] = latest_of_source(by_source[key], record) if key in by_source else record
+    return updated
+
+
+def merge_sources(by_source: dict[str, dict]) -> dict:
+    """One study from its records by source, merged field by field in the order they arrived.
+
+    A single source's record is returned as it is (not copied).
+    """
+    records = iter(by_source.values())
+    merged = next(records)
+    for record in records:
+        merged = merge_records(merged, record)
+    return merged
+
+
 def merge_records(old: dict, new: dict) -> dict:
     """Combine two records of the same study. Neither input is modified."""
-    old_version, new_version = old.get("pmid_version"), new.get("pmid_version")
+    old_version, new_version = plausible_version(old.get("pmid_version")), plausible_version(new.get("pmid_version"))
     if old_version and new_version and old_version != new_version:
         winner = new if new_version > old_version else old
         merged = copy.deepcopy(winner)

@@ -6,7 +6,6 @@ import html
 import json
 import re
 
-_WS = re.compile(r"\s+")
 # A lone UTF-16 surrogate (JSON can carry one as "\ud800") cannot be encoded, so cannot be stored.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Block-level tags (opening, closing or void) end a phrase; so does <br>. A tag never contains
@@ -32,7 +31,11 @@ def clean_ws(text: str | None) -> str:
     """Collapse runs of whitespace to one space and strip the ends."""
     if not text:
         return ""
-    return _SURROGATE.sub("\ufffd", _WS.sub(" ", text)).strip()
+    # Every whitespace character but the ASCII space is unprintable: printable text without
+    # double spaces needs only its ends stripped (a fast path that matters for huge fields).
+    if text.isprintable() and "  " not in text:
+        return text.strip()
+    return _SURROGATE.sub("\ufffd", " ".join(text.split()))
 
 
 def parse_id(text: str | None) -> int | None:
@@ -91,7 +94,9 @@ def parse_free_date(text: str | None) -> tuple[int | None, str | None]:
     """
     if not text:
         return None, None
-    match = re.search(r"\b(1[5-9]\d\d|20\d\d)\b", text)
+    # Any four- or five-digit number may be the year: an implausible one (1066, 99999) is
+    # dropped with a warning when the record is capped (ingest.records.cap_record).
+    match = re.search(r"\b([1-9]\d{3,4})\b", text)
     if not match:
         return None, None
     year = int(match.group(1))
@@ -108,7 +113,9 @@ def parse_free_date(text: str | None) -> tuple[int | None, str | None]:
 
 def iso_date(year: str | None, month: str | None, day: str | None) -> tuple[int | None, str | None]:
     """Partial ISO date from PubMed's Year / Month / Day elements."""
-    if not year or not re.fullmatch(r"[0-9]{1,4}", year.strip()):
+    # Up to nine digits are read (and an implausible year dropped, with a warning, when the
+    # record is capped); more are not a year at all.
+    if not year or not re.fullmatch(r"[0-9]{1,9}", year.strip()):
         return None, None
     y = int(year)
     m = month_number(month) if month else None

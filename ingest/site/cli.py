@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -13,10 +14,24 @@ from . import METADATA_PATH, PLUGINS_DIR, TEMPLATES_DIR
 DEFAULT_DB = "kb.db"
 
 
+def sql_threads(cpus: int | None = None) -> int:
+    """Datasette's SQL thread pool for this machine: four per CPU, at least 8, at most 32.
+
+    SQLite queries run in these threads. More threads than CPUs let a cheap page start while
+    long queries are being stopped by the time limit; the guard plugin keeps two of them free
+    of hand-written SQL (see plugins/guard.py).
+    """
+    cpus = cpus or os.cpu_count() or 1
+    return min(32, max(8, 4 * cpus))
+
+
 def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -> list[str]:
     args = [
         sys.executable, "-m", "datasette", "serve", "-i", str(db_path),
         "--host", host, "--port", str(port),
+        "--setting", "num_sql_threads", str(sql_threads()),
+        # A streamed CSV (`_stream=1`) stops here with a last line saying so (Datasette's limit).
+        "--setting", "max_csv_mb", "100",
         "--setting", "sql_time_limit_ms", "1500",
         "--setting", "max_returned_rows", "1000",
         "--setting", "facet_time_limit_ms", "500",
@@ -43,6 +58,29 @@ def served_path(db_path: Path) -> Path:
     return link
 
 
+def unservable(db_path: Path) -> str | None:
+    """Why ``db_path`` cannot be served (not SQLite, cut short, not a kb database), else None.
+
+    Cheap checks only (the header, the schema, the file's length against its page count):
+    Datasette would otherwise start and answer 500s, or die with a traceback.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in conn.execute("select name from sqlite_master where type = 'table'")}
+            pages, page_size = (conn.execute(f"pragma {name}").fetchone()[0] for name in ("page_count", "page_size"))
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"not a readable SQLite database ({exc}); rebuild it with `kb build`"
+    if db_path.stat().st_size < pages * page_size:
+        return (f"damaged: the file is shorter ({db_path.stat().st_size:,} bytes) than its {pages:,} pages "
+                "say; rebuild it with `kb build`")
+    if "studies" not in tables:
+        return "not a kb database (it has no studies table)"
+    return None
+
+
 @click.command()
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Database to serve.")
@@ -62,6 +100,9 @@ def serve(db_path, host, port, metadata):
     """
     if not db_path.exists():
         raise click.ClickException(f"{db_path}: no such database (run `kb build` first)")
+    problem = unservable(db_path)
+    if problem:
+        raise click.ClickException(f"{db_path}: {problem}")
     if metadata and not Path(metadata).exists():
         raise click.ClickException(f"{metadata}: no such metadata file")
     args = datasette_args(served_path(db_path), host, port, metadata)

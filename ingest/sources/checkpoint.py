@@ -3,8 +3,10 @@
 The cache sits on the `requests.Session` (``session.kb_cache``) and is consulted by
 :func:`ingest.sources.http.get_checked`. Paging is deterministic (a cursor or page token comes from
 the previous page), so a re-run replays the pages already fetched from disk and goes to the
-network only from the first page it lacks. PubMed history sessions (WebEnv) expire: when a
-replayed WebEnv is refused, the client searches again, bypassing the cache.
+network only from the first page it lacks. PubMed history sessions (WebEnv) expire, so an esearch
+is never kept: a resumed run searches again, and its efetch pages are named by the search, its
+record count and the offset (not the WebEnv), so the kept ones are replayed while the count is
+unchanged.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 from ..records import ParseResult, empty_record, join_sections, split_inline_sections
 from ..records.text import clean_ws, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date, parse_id
@@ -42,11 +43,64 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def _decode(data: bytes) -> str:
+# Bytes that are not UTF-8 are kept through line splitting as lone surrogates (Python's
+# "surrogateescape"), so that only the records holding them are read another way.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+_DECODED_NON_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
+
+
+class ExportText(NamedTuple):
+    text: str
+    warning: str | None  # how the file was read, when it was not UTF-8 at all
+    escaped: bool  # stray non-UTF-8 bytes remain escaped: see repair_fields
+
+
+def decode_export(data: bytes) -> ExportText:
+    """A MEDLINE or RIS export as text.
+
+    A file with no valid UTF-8 beyond ASCII and some bytes that are not UTF-8 is in a legacy
+    encoding: all of it is read as Windows-1252. Otherwise stray bytes stay escaped until
+    :func:`repair_fields` mends the record they are in, leaving every other record as it is.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
-        return data.decode("utf-8-sig")
+        return ExportText(data.decode("utf-8"), None, False)
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        text = data.decode("utf-8", "surrogateescape")
+    if _DECODED_NON_ASCII.search(text):
+        return ExportText(text, None, True)
+    return ExportText(_legacy_text(data), "not UTF-8: read as Windows-1252", False)
+
+
+def _legacy_text(raw: bytes) -> str:
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+        return raw.decode("latin-1")
+
+
+def repair_fields(fields: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str | None]:
+    """One record's fields with escaped bytes decoded, and a warning saying how.
+
+    A record with no other non-ASCII text is in a legacy encoding ("Z\xfcrich" in Latin-1):
+    read as Windows-1252. In a record that is otherwise UTF-8 the stray bytes become U+FFFD.
+    """
+    stray = sum(len(_ESCAPED_BYTE.findall(value)) for _, value in fields)
+    if not stray:
+        return fields, None
+    legacy = not any(_DECODED_NON_ASCII.search(value) for _, value in fields)
+
+    def mend(value: str) -> str:
+        if not _ESCAPED_BYTE.search(value):
+            return value
+        raw = value.encode("utf-8", "surrogateescape")
+        return _legacy_text(raw) if legacy else raw.decode("utf-8", "replace")
+
+    fields = [(tag, mend(value)) for tag, value in fields]
+    if legacy:
+        return fields, "not UTF-8: read as Windows-1252"
+    return fields, f"{stray} byte{'s' if stray > 1 else ''} not valid UTF-8 replaced with U+FFFD"
 
 
 # --------------------------------------------------------------------------- MEDLINE
@@ -58,38 +112,49 @@ def parse_medline(data: bytes, on_record: Callable[[dict], None] | None = None) 
     ``on_record`` is called with each record as soon as it is parsed.
     """
     result = ParseResult(on_record=on_record)
-    for number, fields in enumerate(_medline_records(_decode(data)), 1):
+    export = decode_export(data)
+    if export.warning:
+        result.errors.append(export.warning)
+    for number, raw_fields in enumerate(_medline_records(export.text), 1):
+        fields, warning = repair_fields(raw_fields) if export.escaped else (raw_fields, None)
+        fields = [(tag, clean_ws(value)) for tag, value in fields]
         try:
             record = medline_record(fields)
         except ValueError as exc:
             result.errors.append(f"record {number}: {exc}")
             continue
+        if warning:
+            result.errors.append(f"record {number} (PMID {record['pmid']}): {warning}")
         result.add(record)
     return result
 
 
 def _medline_records(text: str):
     """Yield each record as a list of (tag, value), continuation lines joined."""
-    fields: list[list[str]] = []
+    fields: list[tuple[str, list[str]]] = []  # each value as its lines: joined once, at the end
     for raw in text.splitlines():
         line = raw.rstrip()
         if not line:
             if fields:
-                yield [(t, clean_ws(v)) for t, v in fields]
+                yield _joined(fields)
                 fields = []
             continue
         match = _MEDLINE_LINE.match(line)
         if match and not raw.startswith(" "):
             tag, value = match.groups()
             if tag == "PMID" and fields:
-                yield [(t, clean_ws(v)) for t, v in fields]
+                yield _joined(fields)
                 fields = []
-            fields.append([tag, value])
+            fields.append((tag, [value]))
         elif fields:
             # Continuation lines are indented by six spaces; tolerate exports that lost it.
-            fields[-1][1] += " " + line.strip()
+            fields[-1][1].append(line.strip())
     if fields:
-        yield [(t, clean_ws(v)) for t, v in fields]
+        yield _joined(fields)
+
+
+def _joined(fields: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    return [(tag, " ".join(lines)) for tag, lines in fields]
 
 
 def medline_record(fields: list[tuple[str, str]]) -> dict:
@@ -237,36 +302,42 @@ def _medline_comment(tag: str, value: str) -> dict:
 def parse_ris(data: bytes) -> ParseResult:
     """Parse an RIS export (EndNote, Zotero, Rayyan, Covidence, ASReview...)."""
     result = ParseResult()
-    record_fields: list[tuple[str, str]] = []
+    export = decode_export(data)
+    if export.warning:
+        result.errors.append(export.warning)
+    record_fields: list[tuple[str, list[str]]] = []  # each value as its lines: joined once, at the end
     number = 0
-    for raw in _decode(data).splitlines():
+    for raw in export.text.splitlines():
         match = _RIS_LINE.match(raw.rstrip())
         if not match:
             if record_fields and raw.strip():
-                tag, value = record_fields[-1]
-                record_fields[-1] = (tag, value + " " + raw.strip())
+                record_fields[-1][1].append(raw.strip())
             continue
         tag, value = match.group(1), (match.group(2) or "").strip()
         if tag == "TY":
-            record_fields = [(tag, value)]
+            record_fields = [(tag, [value])]
         elif tag == "ER":
             number += 1
-            _add_ris(result, record_fields, number)
+            _add_ris(result, _joined(record_fields), number, export.escaped)
             record_fields = []
         elif record_fields:
-            record_fields.append((tag, value))
+            record_fields.append((tag, [value]))
     if record_fields:
         result.errors.append(f"record {number + 1}: no closing 'ER  -' line")
     return result
 
 
-def _add_ris(result: ParseResult, fields: list[tuple[str, str]], number: int) -> None:
+def _add_ris(result: ParseResult, fields: list[tuple[str, str]], number: int, escaped: bool) -> None:
+    fields, warning = repair_fields(fields) if escaped else (fields, None)
     try:
         record = ris_record(fields)
     except ValueError as exc:
         result.errors.append(f"record {number}: {exc}")
         return
-    result.records.append(record)
+    if warning:
+        name = f"PMID {record['pmid']}" if record["pmid"] else f"DOI {record['doi']}"
+        result.errors.append(f"record {number} ({name}): {warning}")
+    result.add(record)
 
 
 def ris_record(fields: list[tuple[str, str]]) -> dict:

@@ -41,6 +41,11 @@ TOOL_NAME = "ketamine-kb"
 # --------------------------------------------------------------------------- parsing
 
 
+# Saved HTML (an error page, a browser's "save as") is not XML PubMed wrote.
+_HTML_START = re.compile(rb"\A(\xef\xbb\xbf)?\s*(<!--.*?-->\s*)*<(!doctype\s+html|html)[\s>]",
+                         re.IGNORECASE | re.DOTALL)
+
+
 def _xml_parser_kwargs() -> dict:
     # Never resolve entities or fetch the DTD named in the DOCTYPE (no network, no XXE).
     return {"resolve_entities": False, "no_network": True, "huge_tree": True, "load_dtd": False}
@@ -49,27 +54,30 @@ def _xml_parser_kwargs() -> dict:
 FEED_BYTES = 1 << 20  # the pull parser is fed this much at a time
 
 
-def _record_elements(data: bytes) -> Iterator[etree._Element]:
-    """Each PubmedArticle, DeleteCitation and PubmedBookArticle element as it ends.
+class _RecordElements:
+    """Each PubmedArticle, DeleteCitation and PubmedBookArticle element as it ends, then ``root``.
 
     A pull parser, drained after every feed and once more after a syntax error, so the records
     before a fault are always delivered (lxml 6.2's iterparse raises before yielding the events
     of the chunk that holds the error).
     """
-    parser = etree.XMLPullParser(events=("end",), tag=("PubmedArticle", "DeleteCitation", "PubmedBookArticle"),
-                                 **_xml_parser_kwargs())
-    try:
-        for start in range(0, len(data), FEED_BYTES):
-            parser.feed(data[start:start + FEED_BYTES])
-            for _, el in parser.read_events():
-                yield el
-        parser.close()
-    except etree.XMLSyntaxError:
-        for _, el in parser.read_events():
-            yield el
-        raise
-    for _, el in parser.read_events():
-        yield el
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.root = None
+        self.parser = etree.XMLPullParser(events=("end",), tag=("PubmedArticle", "DeleteCitation",
+                                                                "PubmedBookArticle"), **_xml_parser_kwargs())
+
+    def __iter__(self) -> Iterator[etree._Element]:
+        try:
+            for start in range(0, len(self.data), FEED_BYTES):
+                self.parser.feed(self.data[start:start + FEED_BYTES])
+                yield from (el for _, el in self.parser.read_events())
+            self.root = self.parser.close()
+        except etree.XMLSyntaxError:
+            yield from (el for _, el in self.parser.read_events())
+            raise
+        yield from (el for _, el in self.parser.read_events())
 
 
 def parse_pubmed_xml(data: bytes, on_record: Callable[[dict], None] | None = None) -> ParseResult:
@@ -81,8 +89,11 @@ def parse_pubmed_xml(data: bytes, on_record: Callable[[dict], None] | None = Non
     ``on_record`` is called with each record as soon as it is parsed.
     """
     result = ParseResult(on_record=on_record)
+    if _HTML_START.match(data[:4096]):
+        raise ParseError("an HTML page, not PubMed XML (a saved error or login page?)")
+    events = _RecordElements(data)
     try:
-        for el in _record_elements(data):
+        for el in events:
             if el.tag == "PubmedArticle":
                 try:
                     result.add(parse_article(el))
@@ -97,7 +108,20 @@ def parse_pubmed_xml(data: bytes, on_record: Callable[[dict], None] | None = Non
         error = ParseError(f"malformed XML: {exc}")
         error.partial = result  # type: ignore[attr-defined]
         raise error from exc
+    if not result.records and not result.deleted:
+        _check_root(events.root)
     return result
+
+
+def _check_root(root) -> None:
+    """ParseError unless ``root`` is a PubMed article set (an empty one is fine)."""
+    name = etree.QName(root).localname if root is not None else ""
+    if name in ("PubmedArticleSet", "PubmedBookArticleSet"):
+        return
+    if name == "eFetchResult" or (root is not None and root.find("ERROR") is not None):
+        message = clean_ws(root.findtext("ERROR"))[:300] or "no message"
+        raise ParseError(f"an E-utilities error answer, not records: {message}")
+    raise ParseError(f"not PubMed XML: its root element is <{name[:60]}>, not <PubmedArticleSet>")
 
 
 def parse_article(article) -> dict:
@@ -301,6 +325,11 @@ class SessionExpired(TransientBodyError):
     retry_same_request = False
 
 
+# How NCBI says a WebEnv is gone: "Unable to obtain query #1" (its usual words, in an
+# eFetchResult or eSearchResult with HTTP 200), or a message naming the session or WebEnv.
+_EXPIRED = re.compile(r"unable to obtain query|session|webenv", re.IGNORECASE)
+
+
 def check_ncbi_body(content: bytes, expect: str) -> None:
     """Raise if a 200 response actually carries an error.
 
@@ -330,8 +359,8 @@ def check_ncbi_body(content: bytes, expect: str) -> None:
     match = re.search(rb"<ERROR>(.*?)</ERROR>", head, re.DOTALL)
     if match and b"<PubmedArticleSet" not in head:
         text = clean_ws(match.group(1).decode("utf-8", "replace"))[:300]
-        if "session" in text.lower() or "webenv" in text.lower():
-            raise SessionExpired(f"NCBI: {text}")
+        if _EXPIRED.search(text):
+            raise SessionExpired(f"NCBI: {text} (history session expired)")
         raise TransientBodyError(f"NCBI efetch error: {text}")
     if b"<PubmedArticleSet" not in head and b"<!DOCTYPE PubmedArticleSet" not in head:
         raise TransientBodyError("NCBI efetch answer is not a PubmedArticleSet")
@@ -380,20 +409,22 @@ class PubMedClient(ApiClient):
             params["api_key"] = self.api_key
         return params
 
-    def _get(self, endpoint: str, params: dict, expect: str, fresh: bool = False) -> bytes:
-        return self.get(endpoint, params, lambda body: check_ncbi_body(body, expect), use_cache=not fresh)
+    def _get(self, endpoint: str, params: dict, expect: str, cache_key: dict | None = None) -> bytes:
+        """A checked E-utilities answer; only pages with a ``cache_key`` go through the resume cache."""
+        return self.get(endpoint, params, lambda body: check_ncbi_body(body, expect),
+                        use_cache=cache_key is not None, cache_key=cache_key)
 
-    def search(self, term: str, mindate: str | None = None, maxdate: str | None = None,
-               fresh: bool = False) -> SearchResult:
+    def search(self, term: str, mindate: str | None = None, maxdate: str | None = None) -> SearchResult:
         """esearch with usehistory=y; dates are YYYY/MM/DD publication dates.
 
-        ``fresh`` bypasses a resume cache: a new history session is needed.
+        Always asked of NCBI, never replayed from a resume cache: the history session (WebEnv) it
+        creates expires, and a replayed one would be refused.
         """
         params = self._params(
             term=term, usehistory="y", retmax=0, retmode="json",
             datetype="pdat" if mindate else None, mindate=mindate, maxdate=maxdate,
         )
-        body = json.loads(self._get("esearch.fcgi", params, "json", fresh))["esearchresult"]
+        body = json.loads(self._get("esearch.fcgi", params, "json"))["esearchresult"]
         # check_ncbi_body has made sure the count is a number.
         return SearchResult(int(str(body["count"]).strip()), body.get("webenv"), body.get("querykey"))
 
@@ -438,21 +469,31 @@ class PubMedClient(ApiClient):
     def _fetch_slice(self, term, mindate, maxdate, result, batch_size) -> Iterator[bytes]:
         start, renewals = 0, 0
         while start < result.count:
-            params = self._params(
-                WebEnv=result.webenv, query_key=result.query_key, retstart=start,
-                retmax=batch_size, retmode="xml", rettype="abstract",
-            )
+            page_params = {"retstart": start, "retmax": batch_size, "retmode": "xml", "rettype": "abstract"}
+            params = self._params(WebEnv=result.webenv, query_key=result.query_key, **page_params)
             try:
-                page = self._get("efetch.fcgi", params, "xml")
-            except SessionExpired:
+                page = self._get("efetch.fcgi", params, "xml", _page_key(term, mindate, maxdate, result, page_params))
+            except SessionExpired as exc:
                 # History sessions time out on long runs: search again, resume at the same offset.
                 renewals += 1
                 if renewals > self.retries:
-                    raise
-                result = self.search(term, mindate, maxdate, fresh=True)
+                    raise NCBIError(f"{exc}; searched again {renewals - 1} times") from exc
+                self.on_retry(f"{self.base_url}efetch.fcgi: history session expired: searching again "
+                              f"({renewals}/{self.retries})")
+                result = self.search(term, mindate, maxdate)
                 continue
             yield page
-            start += batch_size
+            start, renewals = start + batch_size, 0
+
+
+def _page_key(term: str, mindate: str | None, maxdate: str | None, result: SearchResult,
+              page_params: dict) -> dict:
+    """An efetch page's name in the resume cache: the search and the offset, not the WebEnv.
+
+    A resumed run's fresh search has a new WebEnv; its pages are the kept ones as long as the
+    search still finds the same number of records (a changed count names other pages).
+    """
+    return {"term": term, "mindate": mindate, "maxdate": maxdate, "count": result.count, **page_params}
 
 
 def _fmt(day: dt.date) -> str:

@@ -133,16 +133,18 @@ async def _rows(db, sql: str, params) -> list[dict]:
 
 
 async def tag_labels(datasette, database: str) -> dict[str, dict]:
-    """Every tag's id -> {label, kind, definition}, read once per database (kb.db is immutable)."""
-    cache = datasette.__dict__.setdefault("_kb_tag_labels", {})
-    if database not in cache:
-        db = datasette.get_database(database)
+    """Every tag's id -> {label, kind, definition}, read once per database (kb.db is immutable).
+
+    Kept on the Database object: when a replaced kb.db is reopened (reopen.py) it is read again.
+    """
+    db = datasette.get_database(database)
+    if "_kb_tag_labels" not in db.__dict__:
         labels = {}
         if "tags" in await db.table_names():
             for row in await _rows(db, "select id, kind, label, definition from tags", []):
                 labels[row["id"]] = row
-        cache[database] = labels
-    return cache[database]
+        db.__dict__["_kb_tag_labels"] = labels
+    return db.__dict__["_kb_tag_labels"]
 
 
 def pubmed_url(pmid) -> str | None:
@@ -432,11 +434,11 @@ def render_cell(value, column, table, database, datasette):
 
 
 async def table_names(datasette, database: str) -> set[str]:
-    """The tables of a database, read once (kb.db is immutable)."""
-    cache = datasette.__dict__.setdefault("_kb_table_names", {})
-    if database not in cache:
-        cache[database] = set(await datasette.get_database(database).table_names())
-    return cache[database]
+    """The tables of a database, read once per Database object (kb.db is immutable; see tag_labels)."""
+    db = datasette.get_database(database)
+    if "_kb_table_names" not in db.__dict__:
+        db.__dict__["_kb_table_names"] = set(await db.table_names())
+    return db.__dict__["_kb_table_names"]
 
 
 def row_url(datasette, database: str, table: str, pk: str) -> str:

@@ -4,6 +4,10 @@ Datasette's ``sql_time_limit_ms`` stops a query that runs too long; these limits
 asks for too much at once (a gigabyte string is built in well under the time limit). They are
 far above anything kb.db or its pages need: the longest stored value is an abstract of a few
 kilobytes and the longest SQL a canned query of a few kilobytes.
+
+One value is at most ``SQLITE_LIMIT_LENGTH`` (1 MB), and the rows one query hands to Datasette
+at most ``MAX_RESULT_BYTES`` (a row factory counts them): 100 rows of 10 MB each, or 1,000 rows
+of 500 columns of 1 MB, fail with an error instead of filling the server's memory.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import weakref
 
 from datasette import hookimpl
 
 LIMITS = {
     # The longest string or blob any expression may produce (and any value read or bound):
-    # randomblob(1e9), zeroblob(1e9), printf('%.*c', 1e9, 'x') fail at once.
-    "SQLITE_LIMIT_LENGTH": 10_000_000,
+    # randomblob(1e9), zeroblob(1e9), printf('%.*c', 1e9, 'x') fail at once. kb.db's longest
+    # values are a few tens of kilobytes (ingest caps an abstract at 100 kB).
+    "SQLITE_LIMIT_LENGTH": 1_000_000,
     # The longest SQL statement accepted.
     "SQLITE_LIMIT_SQL_LENGTH": 100_000,
     "SQLITE_LIMIT_COLUMN": 500,
@@ -49,9 +55,10 @@ def apply_limits(conn: sqlite3.Connection) -> dict[str, int]:
 
 # SQLite (3.40 at least) builds `printf('%.*c', 1e9, 'x')` one character at a time before the
 # length limit makes it give up: seconds of CPU inside one function call, where the time limit
-# cannot reach. printf/format are replaced by a wrapper that answers NULL at once for a field
-# over the length limit (what SQLite's own printf answers, eventually) and hands everything
-# else to the real printf of a private connection.
+# cannot reach, and then answers NULL as if nothing had happened. printf/format are replaced by
+# a wrapper that fails at once for a field over the length limit, hands everything else to the
+# real printf of a private connection, and fails too when that one gave up (NULL for a format
+# that is not NULL): the query errs with "string or blob too big" instead of a column of NULLs.
 _CONVERSION = re.compile(r"%([-+ 0#,!]*)(\*|\d+)?(?:\.(\*|\d+))?(?:ll|l)?([a-zA-Z%])")
 MAX_REPEAT = LIMITS["SQLITE_LIMIT_LENGTH"]
 
@@ -82,13 +89,22 @@ def too_big(fmt, args) -> bool:
     return False
 
 
+def _too_big_value() -> str:
+    # A value one character over the limit: SQLite refuses it with its own "string or blob too
+    # big" (an exception raised here would only say "user-defined function raised exception").
+    return "x" * (MAX_REPEAT + 1)
+
+
 def _bounded_printf(helper: sqlite3.Connection, lock: threading.Lock):
     def printf(*args):
-        if not args or too_big(args[0], args[1:]):
+        if not args:
             return None
+        if too_big(args[0], args[1:]):
+            return _too_big_value()
         marks = ", ".join("?" for _ in args)
         with lock:
-            return helper.execute(f"select printf({marks})", args).fetchone()[0]
+            value = helper.execute(f"select printf({marks})", args).fetchone()[0]
+        return _too_big_value() if value is None and args[0] is not None else value
 
     return printf
 
@@ -101,6 +117,30 @@ def bound_printf(conn: sqlite3.Connection) -> None:
         conn.create_function(name, -1, function, deterministic=True)
 
 
+# The rows of one query, counted in characters and bytes of their text and blob values. A page of
+# 1,000 studies is about 3 MB; this is ten times the largest page kb.db can fill.
+MAX_RESULT_BYTES = 32_000_000
+
+
+class ResultTooBig(sqlite3.DataError):
+    """A query's rows are more than MAX_RESULT_BYTES (a DatabaseError: Datasette answers 400)."""
+
+
+def budgeted_rows(limit: int = MAX_RESULT_BYTES):
+    """A row factory giving sqlite3.Row, as Datasette's does, that fails a cursor past ``limit`` bytes."""
+    spent: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def row_factory(cursor: sqlite3.Cursor, row: tuple) -> sqlite3.Row:
+        size = spent.get(cursor, 0) + sum(len(v) for v in row if isinstance(v, str | bytes))
+        if size > limit:
+            raise ResultTooBig(f"query result too big: more than {limit:,} bytes "
+                               "(select fewer rows or columns, or shorter values)")
+        spent[cursor] = size
+        return sqlite3.Row(cursor, row)
+
+    return row_factory
+
+
 @hookimpl
 def prepare_connection(conn, database, datasette):
     # Datasette's own _internal catalogue holds every table's schema: leave it alone.
@@ -108,3 +148,4 @@ def prepare_connection(conn, database, datasette):
         return
     apply_limits(conn)
     bound_printf(conn)
+    conn.row_factory = budgeted_rows()
