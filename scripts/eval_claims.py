@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from claim_eval import evaluate, load_gold  # noqa: E402
+from findings_eval import load_findings_gold, predict_sentences, score_findings  # noqa: E402
+from stance_eval import load_stance_gold, score_stances, score_verdicts  # noqa: E402
 
 from ingest.db import build as builder  # noqa: E402
 
@@ -59,11 +61,18 @@ def main() -> int:
                         help="gold claims (JSON lines; repeatable; default: the tuning and the held-out set)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--per-claim", action="store_true", help="print each claim's recall and nDCG")
+    parser.add_argument("--only", choices=("ranking", "stance", "findings"), help="print one part only")
     args = parser.parse_args()
     gold_files = args.gold or [ROOT / "tests" / "gold" / name for name in GOLD_FILES]
     with tempfile.TemporaryDirectory() as workdir:
         db = kb_path(args, Path(workdir))
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        if args.only in (None, "findings"):
+            print_findings(args.corpus)
+        if args.only in (None, "stance"):
+            print_stances(conn)
+        if args.only not in (None, "ranking"):
+            return 0
         index, why_not = vector_index(db)
         modes = [("fts", None)] + ([("hybrid", index)] if index is not None else [])
         for gold_file in gold_files:
@@ -81,6 +90,34 @@ def main() -> int:
         if index is None:
             print(f"hybrid  not measured: {why_not}")
     return 0
+
+
+def print_findings(corpus: Path) -> None:
+    """Findings direction accuracy, outcome P/R/F1 and quantity P/R/F1 on each findings split."""
+    records = builder.collect_dir(corpus / "pubmed").records
+    for split in ("dev", "test"):
+        gold = load_findings_gold(split)
+        if not gold:
+            continue
+        s = score_findings(gold, predict_sentences(records, gold))
+        (op, orr, of), (qp, qr, qf) = s.outcome_prf, s.quantity_prf
+        print(f"== findings {split} ({len(gold)} sentences{', tuned on' if split == 'dev' else ', never tuned on'})")
+        print(f"direction accuracy {s.direction_accuracy:.3f} ({s.direction_right}/{s.direction_total})  "
+              f"outcomes P {op:.3f} R {orr:.3f} F1 {of:.3f}  quantities P {qp:.3f} R {qr:.3f} F1 {qf:.3f}")
+
+
+def print_stances(conn: sqlite3.Connection) -> None:
+    """Stance accuracy and macro-F1 per pair, verdict accuracy per claim, on each stance split."""
+    for split in ("dev", "test"):
+        claims, pairs, verdicts = load_stance_gold(split)
+        if not pairs:
+            continue
+        stances, judged = score_stances(conn, claims, pairs), score_verdicts(conn, claims, verdicts)
+        per_label = "  ".join(f"{label} {stances.f1(label):.2f}" for label in stances.labels)
+        print(f"== stance {split} ({len(pairs)} pairs, {len(verdicts)} claims"
+              f"{', tuned on' if split == 'dev' else ', never tuned on'})")
+        print(f"stance accuracy {stances.accuracy:.3f}  macro-F1 {stances.macro_f1:.3f}  ({per_label})")
+        print(f"verdict accuracy {judged.accuracy:.3f}  macro-F1 {judged.macro_f1:.3f}")
 
 
 if __name__ == "__main__":

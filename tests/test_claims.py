@@ -82,7 +82,8 @@ def make_kb(path: Path, studies: list[dict] = STUDIES) -> Path:
             "year": s["year"], "journal": "J Test", "first_author": f"Author{s['id']} A",
             "designs": json.dumps(s["designs"]), "populations": json.dumps(s["populations"]),
             "drugs": json.dumps(s.get("drugs", ["ketamine"])), "routes": json.dumps(s.get("routes", [])),
-            "is_retracted": s["is_retracted"], "sample_size": 40, "on_topic": s.get("on_topic", 1),
+            "indications": json.dumps(s.get("indications", [])), "is_retracted": s["is_retracted"],
+            "sample_size": 40, "on_topic": s.get("on_topic", 1),
         })
         rows = [(0, "TITLE", "title", s["title"])] + [
             (i, kind.upper(), kind, text) for i, (kind, text) in enumerate(s["sentences"], 1)]
@@ -289,13 +290,13 @@ def test_auto_mode_degrades_to_fts_with_one_line(kb, monkeypatch):
     result = run("check", "frobnication of the bladder", "--db", str(kb), "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["mode"] == "fts"
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Note: semantic matching unavailable")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Note: matching by meaning is off")
 
 
 def test_auto_mode_without_a_vector_index_says_so(kb):
     result = run("check", "frobnication of the bladder", "--db", str(kb), "--json")
     assert json.loads(result.stdout)["mode"] == "fts"
-    assert "full-text search only" in result.stderr and result.stderr.count("\n") == 1
+    assert "matched by words only" in result.stderr and result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -371,7 +372,7 @@ def test_page_json_format(datasette):
 
 def test_page_auto_mode_says_when_it_falls_back(datasette):
     data = get(datasette, claim="nasal spray", _format="json").json()
-    assert data["result"]["mode"] == "fts" and "full-text search only" in data["note"]
+    assert data["result"]["mode"] == "fts" and "matched by words only" in data["note"]
 
 
 # --------------------------------------------------------------------------- metrics and quality

@@ -280,6 +280,7 @@ QUERY_PARAMS = {
     "head_to_head": {"a": "ketamine", "b": "ect", "design": ""},
     "trials_without_papers": {"status": "", "started_before": "", "drug": ""},
     "retracted_or_corrected": {"kind": ""},
+    "reported_rates": {"quantity": "remission_rate", "design": "", "indication": ""},
 }
 
 
@@ -601,3 +602,19 @@ def test_evidence_level_facet_sorts_by_level_and_shows_on_the_study_page(ds):
     assert "Evidence level" in html and "2 · Randomised controlled trial" in html
     levels = rows(ds, "/kb/evidence_levels.json")
     assert [r["level"] for r in levels] == [1, 2, 3, 4, 5, 6] and "rct" in levels[1]["designs"]
+
+
+def test_study_page_shows_its_findings_and_quantities(ds):
+    page = get(ds, "/kb/studies/39000001").text
+    findings = page[page.index("<h2>Findings</h2>"):page.index("</section>", page.index("<h2>Findings</h2>"))]
+    assert "Dissociation peaked at 40 minutes and resolved by 2 hours." in findings
+    assert "Dissociation: decreased" in findings and "resolved by 2 hours" in findings and "(2 h)" in findings
+    # The same rows through SQL: an analyst's "which studies report a duration, in hours".
+    found = rows(ds, "/kb/finding_quantities.json", type="duration", study_id="39000001")
+    assert [(r["value"], r["unit"], r["text"]) for r in found] == [(2.0, "h", "resolved by 2 hours")]
+    assert rows(ds, "/kb/findings.json", study_id="99000003", outcome="depressive_symptoms")[0]["direction"] \
+        == "improved"
+
+
+def test_a_study_without_result_sentences_has_no_findings_section(ds):
+    assert "<h2>Findings</h2>" not in get(ds, "/kb/studies/99000001").text

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .results import ClaimCheck
+from .results import ClaimCheck, StudyResult
 from .retrieve import abstract_ranking, fts_ranking, require_sentences, vector_ranking
 from .score import relative, score_studies, sentence_bonus
+from .stance import (
+    STUDY_CONTEXT_COLUMNS,
+    STUDY_CONTEXT_SQL,
+    StudyContext,
+    keep_rare_terms,
+    read_claim,
+    study_findings,
+    study_stance,
+    verdict,
+)
 from .summary import evidence_at_a_glance
 from .term_stats import costly_terms
 from .understand import (
@@ -63,8 +73,31 @@ def check_claim(conn: Any, claim: str, limit: int = 10, vectors: VectorIndex | N
     ranked = [s for s in studies if not s.retracted]
     for number, study in enumerate(ranked, 1):
         study.rank = number
+    judged = ranked[:max(limit, VERDICT_STUDIES)]
     return ClaimCheck(
         claim=claim, mode="hybrid" if vectors is not None else "fts", fts_query=query, claim_tags=tags,
         results=ranked[:limit], retracted=[s for s in studies if s.retracted],
         glance=evidence_at_a_glance(conn, ranked, limit),
+        verdict=_judge(conn, claim, tags, judged),
     )
+
+
+VERDICT_STUDIES = 20  # the verdict weighs at least this many of the best-ranked studies
+
+
+def _judge(conn: Any, claim: str, tags: dict[str, list[str]], studies: list[StudyResult]) -> dict[str, Any]:
+    """Each study's stance toward the claim (set on the study) and the claim's verdict."""
+    assertion = keep_rare_terms(conn, read_claim(claim, tags))
+    stances = []
+    for study in studies:
+        rows = [dict(zip(("position", "section", "section_kind", "text"), r, strict=True)) for r in conn.execute(
+            "select position, section, section_kind, text from sentences where study_id = ?", (study.pmid,))]
+        row = conn.execute(STUDY_CONTEXT_SQL, (study.pmid,)).fetchone()
+        context = StudyContext.from_row(dict(zip(STUDY_CONTEXT_COLUMNS, row, strict=True)) if row else None)
+        level = conn.execute("select evidence_level from studies where id = ?", (study.pmid,)).fetchone()
+        findings, quantities = study_findings(rows)
+        stance = study_stance(assertion, findings, quantities, context)
+        study.stance, study.stance_sentence, study.stance_reason = stance.label, stance.sentence, stance.reason
+        stances.append((stance, level[0] if level else None, study.population, study.design, study.pmid))
+    result = verdict(stances, assertion.quantitative)
+    return {"label": result.label, "reasons": result.reasons, "values": result.values, "weights": result.weights}

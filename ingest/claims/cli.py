@@ -13,15 +13,10 @@ from typing import Any
 
 import click
 
-from ..records.spreadsheet import spreadsheet_safe
 from . import ClaimCheck, ClaimError, StudyResult, check_claim, validate_claim
+from .results import CSV_COLUMNS, NO_AUTHORS, csv_rows
 
 DEFAULT_DB = "kb.db"
-CSV_COLUMNS = ["claim", "mode", "rank", "retracted", "pmid", "first_author", "year", "title", "journal", "design",
-               "population", "n", "score", "text_relevance", "evidence_weight", "section_weight", "tag_boost",
-               "shared_tags", "section", "sentence", "url"]
-
-
 def _fail(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
@@ -152,7 +147,7 @@ def check(claim, file, db_path, limit, mode, as_json, as_csv):
     conn = _open_readonly(db_path)
     index, why_not = resolve_index(db_path, mode)
     if why_not:
-        click.echo(f"Note: semantic matching unavailable ({why_not}); using full-text search only.", err=True)
+        click.echo(f"Note: matching by meaning is off ({why_not}); claims are matched by words only.", err=True)
     elif index is not None and index.coverage < 0.999:
         click.echo(f"Note: {1 - index.coverage:.0%} of sentences have no current vector; run `kb embed`.", err=True)
     output = _Output(as_json, as_csv, many=file is not None)
@@ -180,30 +175,9 @@ def check(claim, file, db_path, limit, mode, as_json, as_csv):
         sys.exit(1)
 
 
-def csv_rows(result: ClaimCheck) -> list[dict[str, Any]]:
-    """One CSV row per study listed, every cell safe to open in a spreadsheet (no formulas run)."""
-    return [{column: spreadsheet_safe(value) for column, value in _csv_row(result, study).items()}
-            for study in [*result.results, *result.retracted]]
-
-
-def _csv_row(result: ClaimCheck, study: StudyResult) -> dict[str, Any]:
-    top = study.sentences[0] if study.sentences else {}
-    c = study.components
-    return {
-        "claim": result.claim, "mode": result.mode, "rank": study.rank if not study.retracted else "",
-        "retracted": int(study.retracted), "pmid": study.pmid, "first_author": study.citation.get("first_author"),
-        "year": study.citation.get("year"), "title": study.citation.get("title"),
-        "journal": study.citation.get("journal"), "design": ";".join(study.design), "population": study.population,
-        "n": study.n, "score": study.score, "text_relevance": c["text_relevance"],
-        "evidence_weight": c["evidence_weight"], "section_weight": c["section_weight"], "tag_boost": c["tag_boost"],
-        "shared_tags": ";".join(c["shared_tags"]), "section": top.get("section_kind"), "sentence": top.get("text"),
-        "url": study.url,
-    }
-
-
 def cite(study: StudyResult) -> str:
     c = study.citation
-    parts = [f"{c.get('first_author') or 'Anon.'} ({c.get('year') or 'n.d.'}). {c.get('title') or ''}"]
+    parts = [f"{c.get('first_author') or NO_AUTHORS} ({c.get('year') or 'n.d.'}). {c.get('title') or ''}"]
     if c.get("journal"):
         parts.append(f"{c['journal']}.")
     return " ".join(parts)
@@ -216,10 +190,11 @@ def design_label(study: StudyResult) -> str:
 
 
 def render_text(result: ClaimCheck) -> str:
-    lines = [f"Claim: {result.claim}  [{result.mode}]"]
+    lines = [f"Claim: {result.claim}  [{MODE_LABELS.get(result.mode, result.mode)}]"]
     tags = "; ".join(f"{k.replace('_', ' ')}: {', '.join(v)}" for k, v in result.claim_tags.items())
     if tags:
         lines.append(f"Recognised: {tags}")
+    lines += _render_verdict(result.verdict)
     lines += _render_glance(result.glance)
     if not result.results:
         lines.append("No matching studies.")
@@ -229,13 +204,30 @@ def render_text(result: ClaimCheck) -> str:
         lines.append(f"   {design_label(study)} | score {study.score:.3f} "
                      f"(text {study.components['text_relevance']:.2f} x evidence "
                      f"{study.components['evidence_factor']:.2f} x tags {study.components['tag_boost']:.2f})")
+        stance = f"   Stance: {study.stance}" + (f" ({study.stance_reason})" if study.stance_reason else "")
+        lines.append(stance)
+        if study.stance_sentence:
+            lines.append(f"   > {study.stance_sentence}")
         for sentence in study.sentences:
-            lines.append(f"   [{sentence['section_kind']}] {sentence['text']}")
+            if sentence["text"] != study.stance_sentence:
+                lines.append(f"   [{sentence['section_kind']}] {sentence['text']}")
         lines.append(f"   {study.url}")
     if result.retracted:
         lines += ["", "Retracted (not ranked as evidence):"]
         lines += [f"  ! {cite(s)} {s.url}" for s in result.retracted]
     return "\n".join(lines)
+
+
+# The checking mode in words a writer reads (the JSON keeps the short names).
+MODE_LABELS = {"fts": "matched by words", "hybrid": "matched by words and meaning"}
+
+
+def _render_verdict(verdict: dict[str, Any]) -> list[str]:
+    if not verdict:
+        return []
+    lines = [f"Verdict: {verdict['label'].upper()}"]
+    lines += [f"  - {reason}" for reason in verdict.get("reasons", [])]
+    return lines
 
 
 def _render_glance(glance: dict[str, Any]) -> list[str]:
@@ -247,13 +239,13 @@ def _render_glance(glance: dict[str, Any]) -> list[str]:
     latest = glance.get("latest_synthesis")
     if latest:
         c = latest["citation"]
-        lines.append(f"  newest meta-analysis / systematic review: {c.get('first_author') or 'Anon.'} "
+        lines.append(f"  newest meta-analysis / systematic review: {c.get('first_author') or NO_AUTHORS} "
                      f"({c.get('year') or 'n.d.'}). "
                      f"{c.get('title')} {latest['url']}")
     if glance["durations"]:
         lines.append("  duration / follow-up:")
-        lines += [f"    - {d['text']} ({d.get('first_author') or 'Anon.'}, {d.get('year') or 'n.d.'}, PMID {d['pmid']})"
-                  for d in glance["durations"]]
+        lines += [f"    - {d['text']} ({d.get('first_author') or NO_AUTHORS}, {d.get('year') or 'n.d.'}, "
+                  f"PMID {d['pmid']})" for d in glance["durations"]]
     return lines
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 3  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records
+SCHEMA_VERSION = 4  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
+#                     4: findings, finding_quantities
 
 STUDIES = {
     "id": str,
@@ -113,6 +114,18 @@ CHILD_TABLES = {
         {"study_id": str, "position": int, "ref_type": str, "ref_pmid": int, "ref_source": str, "note": str},
         ("study_id", "position"),
     ),
+    # What each study found (tagging/findings.py): one row per outcome a result sentence reports on,
+    # with the way it went, and one row per quantity (a rate in %, a time in hours).
+    "findings": (
+        {"study_id": str, "position": int, "sentence_index": int, "section": str, "outcome": str,
+         "outcome_label": str, "direction": str, "hedged": int, "comparison": int, "tag_id": str, "sentence": str},
+        ("study_id", "position"),
+    ),
+    "finding_quantities": (
+        {"study_id": str, "position": int, "sentence_index": int, "section": str, "type": str, "value": float,
+         "unit": str, "text": str, "denominator": int, "sentence": str},
+        ("study_id", "position"),
+    ),
     # A study that several sources contributed to: each source's own record (zlib-compressed
     # JSON, see studies.pack_record), in arrival order, so that a later record of one source
     # replaces that source's alone (records.merge).
@@ -135,6 +148,8 @@ INDEXES = [
     ("authors", ["last_name"], False),
     ("study_tags", ["tag_id", "negated"], False),
     ("study_tags", ["kind"], False),
+    ("findings", ["outcome", "direction"], False),
+    ("finding_quantities", ["type"], False),
 ]
 
 # One view per tag kind: each tagged study with its tag, source and evidence sentence.

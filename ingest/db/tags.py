@@ -8,6 +8,8 @@ from dataclasses import asdict
 import sqlite_utils
 
 from ..tagging import KINDS, TagResult, Vocabulary, load_vocabulary, read_vocabulary, tag_record
+from ..tagging.findings import extract_findings, load_findings_vocabulary
+from ..tagging.sentences import Sentence
 from .schema import TAG_COLUMNS
 
 
@@ -53,6 +55,31 @@ def tag_rows(study_id: str, result: TagResult) -> list[dict]:
     return rows
 
 
+def finding_rows(study_id: str, sentences: list[Sentence]) -> dict[str, list[dict]]:
+    """The study's findings and quantities (tagging/findings.py) as findings / finding_quantities rows."""
+    findings, quantities = extract_findings(sentences)
+    vocab = load_findings_vocabulary()
+    return {
+        "findings": [
+            {"study_id": study_id, "position": n, "sentence_index": f.sentence_index, "section": f.section,
+             "outcome": f.outcome, "outcome_label": _outcome_label(vocab, f.outcome), "direction": f.direction,
+             "hedged": int(f.hedged), "comparison": int(f.comparison), "tag_id": f.outcome_tag, "sentence": f.sentence}
+            for n, f in enumerate(findings)
+        ],
+        "finding_quantities": [
+            {"study_id": study_id, "position": n, "sentence_index": q.sentence_index, "section": q.section,
+             "type": q.type, "value": q.value, "unit": q.unit, "text": q.text, "denominator": q.denominator,
+             "sentence": q.sentence}
+            for n, q in enumerate(quantities)
+        ],
+    }
+
+
+def _outcome_label(vocab, outcome_id: str) -> str:
+    outcome = vocab.outcome(outcome_id)
+    return outcome.label if outcome else outcome_id
+
+
 def tag_columns(result: TagResult, vocab: Vocabulary) -> dict:
     columns = {TAG_COLUMNS[kind]: json.dumps(result.tags.get(kind, [])) for kind in KINDS}
     columns["side_effects_absent"] = json.dumps(result.absent.get("side_effect", []))
@@ -92,7 +119,7 @@ class Tagging:
 
     def derive(self, study_id: str, record: dict) -> tuple[dict, dict[str, list[dict]]]:
         result = tag_record(record, self.vocab)
-        rows = {"study_tags": tag_rows(study_id, result)}
+        rows = {"study_tags": tag_rows(study_id, result), **finding_rows(study_id, result.sentences)}
         if self.sentences:
             # The context before the sentences: their index entries read it as they are written.
             rows["sentence_contexts"] = [{"study_id": study_id, "context": sentence_context(record, result)}]

@@ -201,6 +201,9 @@ def _outcome_mentions(clause: str, vocab: FindingsVocabulary) -> list[tuple[Outc
 
 def _direction_cues(clause: str, vocab: FindingsVocabulary) -> list[tuple[int, int, str]]:
     """(start, end, kind) of each direction word; change words inside a "no difference" phrase drop out."""
+    opening_null = vocab.directions["clause_null"].match(clause)
+    if opening_null:  # the whole clause: every change word in it is part of the "no ..." it opens with
+        return [(0, len(clause), "no_difference")]
     nulls = [(m.start(), m.end(), "no_difference") for m in vocab.directions["no_difference"].finditer(clause)]
     nulls += [(m.start(), m.end(), "no_difference") for m in _WITHOUT_CHANGE.finditer(clause)]
     changes = [(m.start(), m.end(), kind) for kind in ("decrease", "increase", "improve", "worsen")
@@ -323,6 +326,8 @@ def _times(clause: str, vocab: FindingsVocabulary) -> list[tuple]:
         if _AGE_AFTER.match(clause, match.end()) or "-year-old" in clause[match.start():match.end() + 5]:
             continue
         before = clause[max(0, match.start() - 50):match.start()]
+        if _NOT_AN_EFFECT_TIME.search(before) or _AGO_AFTER.match(clause, match.end()):
+            continue  # "within the past five years", "20 years ago", "duration of depression < 2 years"
         kind = _time_kind(vocab, clause, match.start(), match.end())
         if kind is None or (kind in ("onset", "duration") and _TIMEPOINT_BEFORE.search(before)
                             and not vocab.time_kinds[kind].search(before[-20:])):
@@ -335,6 +340,12 @@ def _times(clause: str, vocab: FindingsVocabulary) -> list[tuple]:
         cue_start = _cue_start(vocab.time_kinds[kind], clause, match.start())
         out.append((kind, value, "h", cue_start, match.end(), None))
     return out
+
+
+_NOT_AN_EFFECT_TIME = re.compile(r"(?:\b(?:the )?(?:past|last|previous|preceding)\s*|"
+                                 r"\b(?:duration|length|history) of (?:\w+ ){0,2}(?:illness|depression|disease|"
+                                 r"episode|pain|symptoms|use|disorder)\s*\(?\s*[<>≤≥]?\s*)$")
+_AGO_AFTER = re.compile(r"\s+(?:ago|earlier|before (?:the )?(?:study|enrol\w*|inclusion|admission))\b")
 
 
 def _time_kind(vocab: FindingsVocabulary, clause: str, start: int, end: int) -> str | None:

@@ -10,6 +10,8 @@ record text goes through the template's autoescape.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,13 @@ from datasette import hookimpl
 from datasette.utils.asgi import Response
 
 from ingest.claims import ClaimError, check_claim
+from ingest.claims.results import CSV_COLUMNS, csv_rows
 
 DATABASE = "kb"
 MODES = ("auto", "fts", "hybrid")
+# What each mode is called on the page: a writer picks how claims are matched, not an algorithm.
+MODE_LABELS = {"auto": "best available", "fts": "words only", "hybrid": "words and meaning"}
+RESULT_LABELS = {"fts": "matched by words", "hybrid": "matched by words and meaning"}
 MAX_LIMIT = 50
 
 
@@ -58,11 +64,11 @@ async def _vectors(db, mode: str) -> tuple[Any, str | None]:
     try:
         from ingest.claims.embeddings import SemanticUnavailable
     except ImportError as exc:  # pragma: no cover - the module needs no extra to import
-        return None, f"semantic matching unavailable ({exc}); full-text search only"
+        return None, f"matching by meaning is off ({exc}); claims are matched by words only"
     try:
         return await asyncio.get_running_loop().run_in_executor(None, _load_index, db.path), None
     except SemanticUnavailable as exc:
-        return None, f"Semantic matching unavailable ({exc}); full-text search only."
+        return None, f"matching by meaning is off ({exc}); claims are matched by words only."
 
 
 async def claim_check_page(datasette, request) -> Response:
@@ -87,10 +93,24 @@ async def claim_check_page(datasette, request) -> Response:
         payload = {"claim": claim, "mode": result.mode if result else None, "note": note, "error": error,
                    "result": result.as_dict() if result else None}
         return Response.json(payload, status=400 if error else 200)
+    if request.args.get("_format") == "csv":
+        if error or result is None:
+            return Response.text(f"Error: {error or 'give a claim'}\n", status=400)
+        return _csv_response(result)
     html = await datasette.render_template(
         "claim_check.html",
-        {"claim": claim, "mode": mode, "modes": MODES, "limit": limit, "result": result, "error": error,
+        {"claim": claim, "mode": mode, "modes": [(m, MODE_LABELS[m]) for m in MODES], "mode_labels": RESULT_LABELS,
+         "limit": limit, "result": result, "error": error,
          "note": note, "database": db.name if db is not None else DATABASE},
         request=request,
     )
     return Response.html(html, status=400 if error else 200)
+
+
+def _csv_response(result) -> Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(result))
+    return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": 'attachment; filename="claim-check.csv"'})

@@ -195,7 +195,7 @@ async def study_detail(datasette, database: str, study_id: str) -> dict | None:
         "publication_types": json_list(study.get("publication_type_names")),
         "links": {"pubmed": pubmed_url(study.get("pmid")), "doi": doi_url(study.get("doi")),
                   "pmc": pmc_url(study.get("pmcid"))},
-        "sections": [], "authors": [], "tag_groups": [], "trials": [], "corrections": [],
+        "sections": [], "authors": [], "tag_groups": [], "trials": [], "corrections": [], "findings": [],
     }
     if "abstract_sections" in tables:
         detail["sections"] = await _rows(
@@ -213,6 +213,7 @@ async def study_detail(datasette, database: str, study_id: str) -> dict | None:
         detail["corrections"] = sorted(links, key=lambda r: LINK_ORDER.get(r["ref_type"], 9))
     if {"study_tags", "tags"} <= tables:
         detail["tag_groups"] = await _tag_groups(db, study_id, tables)
+    detail["findings"] = await _findings(db, study_id, tables)
     detail["trials"] = await _study_trials(db, study, tables)
     for trial in detail["trials"]:
         trial["url"] = row_url(datasette, database, "trials", trial["nct_id"]) if trial["in_kb"] else None
@@ -254,6 +255,34 @@ async def _tag_groups(db, study_id: str, tables: set[str]) -> list[dict]:
     for group in ordered:
         group["tags"] = list(group["tags"].values())
     return ordered
+
+
+DIRECTION_WORDS = {"improved": "improved", "worsened": "worsened", "no_difference": "no difference",
+                   "increased": "increased", "decreased": "decreased", "mixed": "mixed"}
+
+
+async def _findings(db, study_id: str, tables: set[str]) -> list[dict]:
+    """One entry per result sentence: its outcomes with the way each went, and its quantities."""
+    if not {"findings", "finding_quantities"} <= tables:
+        return []
+    by_sentence: dict[int, dict] = {}
+
+    def entry(row: dict) -> dict:
+        return by_sentence.setdefault(row["sentence_index"], {
+            "sentence": row["sentence"], "section": row["section"], "outcomes": [], "quantities": []})
+
+    for row in await _rows(db, "select sentence_index, section, sentence, outcome_label, direction, hedged, "
+                               "comparison from findings where study_id = ? order by position", [study_id]):
+        entry(row)["outcomes"].append({
+            "label": row["outcome_label"], "direction": row["direction"],
+            "direction_label": DIRECTION_WORDS.get(row["direction"], row["direction"]),
+            "hedged": bool(row["hedged"]), "comparison": bool(row["comparison"])})
+    for row in await _rows(db, "select sentence_index, section, sentence, type, value, unit, text, denominator "
+                               "from finding_quantities where study_id = ? order by position", [study_id]):
+        entry(row)["quantities"].append({"type": row["type"].replace("_", " "), "text": row["text"],
+                                         "value": row["value"], "unit": row["unit"],
+                                         "denominator": row["denominator"]})
+    return [by_sentence[index] for index in sorted(by_sentence)]
 
 
 async def _study_trials(db, study: dict, tables: set[str]) -> list[dict]:

@@ -1,0 +1,566 @@
+"""Stance: whether a study's own findings support or contradict a claim as worded, and a verdict.
+
+A claim is read for what it asserts (stance_vocabulary.yaml): the outcomes it is about, whether it
+asserts a benefit, a harm or an absence, and its qualifiers (how long, how soon, what share of
+patients, a required route, a comparison). A study's findings (tagging/findings.py, from its result
+sentences) are held against that: a null result on the claimed effect contradicts it, durations of
+days contradict "up to four hours", efficacy by another route contradicts "must be given
+intravenously". Every label keeps the one sentence that decides it. The verdict weighs the studies'
+stances by evidence level and says ``insufficient`` rather than guess.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..tagging.findings import Finding, Quantity, extract_findings, load_findings_vocabulary
+from ..tagging.sentences import Sentence
+from .understand import claim_terms
+
+STANCES = ("supports", "contradicts", "mixed", "neutral")
+VERDICTS = ("supported", "contradicted", "mixed", "insufficient")
+STANCE_VOCABULARY_PATH = Path(__file__).with_name("stance_vocabulary.yaml")
+_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                 "eight": 8, "ten": 10, "twelve": 12, "a few": 3, "several": 3}
+_UNIT_HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0, "week": 168.0, "month": 730.0, "year": 8760.0}
+# Evidence weight per evidence level (1 = synthesis ... 6 = case report, preclinical, opinion).
+LEVEL_WEIGHT = {1: 3.0, 2: 2.5, 3: 1.5, 4: 1.0, 5: 0.5, 6: 0.5}
+ANIMAL_WEIGHT = 0.3
+MIN_VERDICT_WEIGHT = 5.0  # less than this on either side together is "insufficient"
+DOMINANCE = 2.0  # one side at least this many times the other decides the verdict
+
+
+@dataclass(frozen=True)
+class StanceVocabulary:
+    lay_outcomes: dict[str, re.Pattern]
+    efficacy: frozenset[str]
+    harms: frozenset[str]
+    absence: re.Pattern
+    harm_words: re.Pattern
+    duration_upper: tuple[re.Pattern, ...]
+    duration_lower: tuple[re.Pattern, ...]
+    permanent: re.Pattern
+    onset_upper: tuple[re.Pattern, ...]
+    onset_words: dict[str, float]
+    onset_spans: dict[str, float]
+    rates: tuple[dict, ...]
+    rate_kinds: dict[str, re.Pattern]
+    exclusive: re.Pattern
+    better: re.Pattern
+    prevents: re.Pattern
+    equal: re.Pattern
+    worse: re.Pattern
+
+
+def _any(patterns: list[str]) -> re.Pattern:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.I)
+
+
+@functools.lru_cache(maxsize=1)
+def stance_vocabulary() -> StanceVocabulary:
+    data = yaml.safe_load(STANCE_VOCABULARY_PATH.read_text(encoding="utf-8"))
+    return StanceVocabulary(
+        lay_outcomes={k: _any(v) for k, v in data["lay_outcomes"].items()},
+        efficacy=frozenset(data["efficacy_outcomes"]), harms=frozenset(data["harm_outcomes"]),
+        absence=_any(data["absence"]), harm_words=_any(data["harm_words"]),
+        duration_upper=tuple(re.compile(p, re.I) for p in data["duration_upper"]),
+        duration_lower=tuple(re.compile(p, re.I) for p in data["duration_lower"]),
+        permanent=_any(data["permanent"]),
+        onset_upper=tuple(re.compile(p, re.I) for p in data["onset_upper"]),
+        onset_words={str(k): float(v) for k, v in data["onset_words"].items()},
+        onset_spans={str(k): float(v) for k, v in data["onset_spans"].items()},
+        rates=tuple({**r, "regex": re.compile(r["pattern"], re.I)} for r in data["rates"]),
+        rate_kinds={k: _any(v) for k, v in data["rate_kinds"].items()},
+        exclusive=re.compile(data["exclusive"], re.I), better=re.compile(data["better"], re.I),
+        prevents=re.compile(data["prevents"], re.I),
+        equal=re.compile(data["equal"], re.I), worse=re.compile(data["worse"], re.I),
+    )
+
+
+# --------------------------------------------------------------------------- the claim
+
+@dataclass
+class Assertion:
+    """What a claim asserts, in the findings' terms."""
+
+    outcomes: set[str]
+    effect: str  # benefit | harm | absence
+    duration_max_h: float | None = None
+    duration_min_h: float | None = None
+    permanent: bool = False
+    onset_max_h: float | None = None
+    rate: tuple[str, float, float] | None = None  # (kind, low %, high %)
+    required_routes: list[str] = field(default_factory=list)
+    comparison: str | None = None  # better | equal | worse
+    comparator_terms: list[str] = field(default_factory=list)
+    drugs: set[str] = field(default_factory=set)  # the drugs the claim names (tag ids)
+    indications: set[str] = field(default_factory=set)
+    populations: set[str] = field(default_factory=set)
+    key_terms: list[str] = field(default_factory=list)  # what else the claim is about (a trial, a co-drug)
+
+    @property
+    def quantitative(self) -> bool:
+        return bool(self.duration_max_h or self.duration_min_h or self.permanent or self.onset_max_h or self.rate)
+
+
+def read_claim(claim: str, tags: dict[str, list[str]] | None = None) -> Assertion:
+    """The claim's outcomes, effect and qualifiers. ``tags``: the claim's tags (understand.claim_tags)."""
+    vocab, findings_vocab = stance_vocabulary(), load_findings_vocabulary()
+    tags = tags or {}
+    lowered = claim.lower()
+    outcomes = {o.id for o in findings_vocab.outcomes if o.regex.search(lowered)}
+    outcomes |= {name for name, regex in vocab.lay_outcomes.items() if regex.search(claim)}
+    harms = outcomes & vocab.harms
+    if vocab.absence.search(claim):
+        effect = "absence"
+    elif harms and (vocab.harm_words.search(claim) or not outcomes & vocab.efficacy):
+        effect = "harm"
+    else:
+        effect = "benefit"
+    if effect == "benefit" and "relapse" in outcomes and not vocab.prevents.search(claim):
+        # "Most who respond relapse within a month": relapse asserted to happen, a harm to weigh as one.
+        effect, outcomes = "harm", {"relapse"}
+    elif effect == "harm" or (effect == "absence" and harms):
+        outcomes = harms or outcomes
+    elif effect == "benefit":
+        outcomes = (outcomes & vocab.efficacy) or outcomes
+    assertion = Assertion(outcomes=outcomes, effect=effect, drugs=set(tags.get("drug", [])),
+                          indications=set(tags.get("indication", [])),
+                          populations=set(tags.get("population", [])) - {"human"})
+    _read_times(claim, vocab, assertion)
+    assertion.rate = _read_rate(claim, vocab, assertion)
+    if tags.get("route") and vocab.exclusive.search(claim):
+        assertion.required_routes = list(tags["route"])
+    _read_comparison(claim, vocab, assertion)
+    assertion.key_terms = _key_terms(claim, assertion)
+    return assertion
+
+
+# Words a claim may use that say nothing about which studies bear on it.
+_QUALIFIER_WORDS = frozenset("""
+most majority half about around roughly nearly almost all every everyone always never often usually
+typically commonly generally rarely rare few low high risk within hours minutes days weeks months years
+hour minute day week month year last lasts lasting permanent permanently forever cure cures single dose
+doses one two three four five six seven eight nine ten first new proven safe safely effective
+effectively works work better worse than just only must can may might consistently significantly
+clearly strongly quickly rapidly fast rapid immediate immediately long term short lead leads cause
+causes produce produces show shows shown demonstrated demonstrates help helps treatment treatments
+therapy therapies patients people adults use used using given give treat treats treated compared
+""".split())
+
+
+def _hours(number: str | None, unit: str | None) -> float | None:
+    if not number or not unit:
+        return None
+    value = float(number) if number[0].isdigit() else _NUMBER_WORDS.get(number.lower())
+    return value * _UNIT_HOURS[unit.lower().rstrip("s")] if value is not None else None
+
+
+def _read_times(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> None:
+    for regex in vocab.duration_upper:
+        match = regex.search(claim)
+        if match:
+            assertion.duration_max_h = _hours(match.group("n"), match.group("unit"))
+            break
+    for regex in vocab.duration_lower:
+        match = regex.search(claim)
+        if match:
+            assertion.duration_min_h = _hours(match.group("n"), match.group("unit"))
+            break
+    assertion.permanent = bool(vocab.permanent.search(claim))
+    for regex in vocab.onset_upper:
+        match = regex.search(claim)
+        if not match:
+            continue
+        groups = match.groupdict()
+        if groups.get("span"):
+            assertion.onset_max_h = vocab.onset_spans[groups["span"].lower()]
+        elif groups.get("word"):
+            word = groups["word"].lower()
+            assertion.onset_max_h = vocab.onset_words.get(word, vocab.onset_words.get(word.rstrip("ly"), 24.0))
+        elif assertion.duration_max_h is None or "within" in match.group(0).lower() or "in " in match.group(0).lower():
+            assertion.onset_max_h = _hours(groups.get("n"), groups.get("unit"))
+        break
+    if assertion.onset_max_h and assertion.duration_max_h and assertion.onset_max_h == assertion.duration_max_h:
+        assertion.onset_max_h = None  # one phrase read twice: "lasts up to four hours" is a duration
+
+
+def _read_rate(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> tuple[str, float, float] | None:
+    for rule in vocab.rates:
+        match = rule["regex"].search(claim)
+        if not match:
+            continue
+        value = float(match.group("value")) if "value" in match.groupdict() and match.group("value") else None
+        if rule.get("low_from_value"):
+            low, high = value, 100.0
+        elif rule.get("high_from_value"):
+            low, high = 0.0, value
+        elif rule.get("around_value"):
+            low, high = value - rule["around_value"], value + rule["around_value"]
+        else:
+            low, high = float(rule["low"]), float(rule["high"])
+        if low is None or high is None:
+            continue
+        return _rate_kind(claim, vocab, assertion), max(0.0, low), min(100.0, high)
+    return None
+
+
+def _rate_kind(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> str:
+    if assertion.effect == "harm" and assertion.outcomes == {"relapse"}:
+        return "relapse_rate"
+    if assertion.effect == "harm" or (assertion.outcomes & vocab.harms and not assertion.outcomes & vocab.efficacy):
+        return "incidence"
+    for kind, regex in vocab.rate_kinds.items():
+        if regex.search(claim):
+            return kind
+    return "response_rate"
+
+
+def _read_comparison(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> None:
+    for name in ("better", "worse", "equal"):
+        match = getattr(vocab, name).search(claim)
+        if match:
+            assertion.comparison = name
+            assertion.comparator_terms = claim_terms(claim[match.end():])[:6]
+            return
+
+
+_NAME = re.compile(r"\b[A-Z][A-Za-z]*[A-Z0-9](?:[\w-]*[A-Za-z0-9])?\b")  # SUSTAIN-1, ESCAPE-TRD, KetECT, ASPIRE
+
+
+def _key_terms(claim: str, assertion: Assertion) -> list[str]:
+    """Names in the claim that are not vocabulary words (a trial's name: "TRANSFORM-2", "ASPIRE"):
+    a study bears on such a claim only if it names them too."""
+    findings_vocab = load_findings_vocabulary()
+    tag_words = _tag_abbreviations()
+    out = []
+    for match in _NAME.finditer(claim):
+        name = match.group(0).lower()
+        if name in tag_words or any(o.regex.fullmatch(name) for o in findings_vocab.outcomes):
+            continue
+        if name not in out and name not in assertion.comparator_terms:
+            out.append(name)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _tag_abbreviations() -> frozenset[str]:
+    """Short words the tag vocabulary knows (TRD, PTSD, IV, NMDA...): topics, not names."""
+    from ..tagging.vocabulary import load_vocabulary
+
+    words = set()
+    for tag in load_vocabulary().tags.values():
+        words |= {w.lower() for w in re.findall(r"[A-Za-z0-9-]+", tag.label) if len(w) <= 6}
+        for pattern in tag.patterns:
+            words |= {w for w in re.findall(r"[a-z0-9-]+", pattern) if len(w) <= 6}
+    return frozenset(words | {"ect", "iv", "im", "mdd", "trd", "ptsd", "ocd", "madrs", "hamd", "bdnf", "nmda", "fda"})
+
+
+# --------------------------------------------------------------------------- one study
+
+@dataclass
+class Stance:
+    label: str
+    sentence: str | None = None
+    reason: str = ""
+    values: list[dict[str, Any]] = field(default_factory=list)  # the quantities that bear on the claim
+
+
+def study_findings(rows: list[dict]) -> tuple[list[Finding], list[Quantity]]:
+    """Findings of a study from its stored sentences (position, section, section_kind, text)."""
+    sentences = [Sentence(r["text"], r.get("section"), r.get("section_kind") or "abstract", int(r["position"]))
+                 for r in sorted(rows, key=lambda r: int(r["position"]))]
+    return extract_findings(sentences)
+
+
+@dataclass
+class StudyContext:
+    """What a study is (its tags) and its text, to tell whether it bears on the claim at all."""
+
+    drugs: list[str] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)
+    indications: list[str] = field(default_factory=list)
+    populations: list[str] = field(default_factory=list)
+    text: str = ""  # title and abstract
+
+    @classmethod
+    def from_row(cls, row: dict | None) -> StudyContext:
+        if not row:
+            return cls()
+        return cls(json_list(row.get("drugs")), json_list(row.get("routes")), json_list(row.get("indications")),
+                   json_list(row.get("populations")), f"{row.get('title') or ''} {row.get('abstract') or ''}".lower())
+
+
+STUDY_CONTEXT_SQL = "select drugs, routes, indications, populations, title, abstract from studies where id = ?"
+STUDY_CONTEXT_COLUMNS = ("drugs", "routes", "indications", "populations", "title", "abstract")
+_DEPRESSIONS = frozenset({"mdd", "trd", "bipolar_depression", "postpartum_depression", "palliative_depression"})
+KEY_TERM_SHARE = 0.5  # a study bears on a claim when its text has at least this share of the claim's key terms
+
+
+RARE_SHARE = 0.05  # a claim word in fewer than this share of studies names the claim's subject
+
+
+def keep_rare_terms(conn: Any, assertion: Assertion) -> Assertion:
+    """Keep only the key terms that are rare in kb.db (a trial's name, a co-drug): common words
+    ("reduces", "regular") say nothing about which studies bear on the claim."""
+    total = conn.execute("select count(*) from studies").fetchone()[0] or 1
+    rare = []
+    for term in assertion.key_terms:
+        query = '"' + term.replace('"', '""') + '"'
+        try:
+            count = conn.execute("select count(*) from studies_fts where studies_fts match ?", (query,)).fetchone()[0]
+        except Exception:  # noqa: BLE001 - a term FTS cannot parse is not a key term
+            continue
+        if count / total < RARE_SHARE:
+            rare.append(term)
+    assertion.key_terms = rare
+    return assertion
+
+
+def bears_on(assertion: Assertion, study: StudyContext) -> bool:
+    """Whether the study is about what the claim is about: its drug, population, condition, key terms."""
+    if assertion.drugs and not assertion.drugs & set(study.drugs):
+        return False
+    if assertion.populations and not assertion.populations & set(study.populations):
+        return False
+    claimed = assertion.indications
+    if claimed and not (claimed & set(study.indications)
+                        or (claimed & _DEPRESSIONS and _DEPRESSIONS & set(study.indications))):
+        return False
+    if assertion.key_terms and study.text:
+        present = sum(1 for term in assertion.key_terms
+                      if re.search(r"(?<![a-z0-9])" + re.escape(term.split("-")[0]), study.text))
+        if present < KEY_TERM_SHARE * len(assertion.key_terms):
+            return False
+    return True
+
+
+def study_stance(assertion: Assertion, findings: list[Finding], quantities: list[Quantity],
+                 study: StudyContext | None = None) -> Stance:
+    """The study's stance toward the claim, with the sentence that decides it."""
+    study = study or StudyContext()
+    if not bears_on(assertion, study):
+        return Stance("neutral", reason="not about the claim's drug, population, condition or subject")
+    relevant = _relevant(assertion, findings)
+    qualified = _qualifier_stance(assertion, relevant, findings, quantities, study.routes)
+    if qualified is not None:
+        return qualified
+    if assertion.quantitative:
+        return Stance("neutral")  # the claim is about how long, how soon or how many: no numbers, no stance
+    votes = [(vote, f) for f in relevant if (vote := _vote(assertion, f)) is not None]
+    if not votes:
+        return Stance("neutral")
+    if assertion.comparison:
+        votes = [(v, f) for v, f in votes if f.comparison and _names_comparator(assertion, f.sentence)] or []
+        if not votes:
+            return Stance("neutral")
+    kinds = {v for v, _ in votes}
+    best = max(votes, key=lambda vf: _strength(vf[1]))[1]
+    if kinds == {"+"}:
+        return Stance("supports", best.sentence, f"{_label(best)}")
+    if kinds == {"-"}:
+        return Stance("contradicts", best.sentence, f"{_label(best)}")
+    return Stance("mixed", best.sentence, "results differ by outcome, time point or subgroup")
+
+
+def _relevant(assertion: Assertion, findings: list[Finding]) -> list[Finding]:
+    vocab = stance_vocabulary()
+    wanted = assertion.outcomes or (vocab.efficacy if assertion.effect == "benefit" else vocab.harms)
+    return [f for f in findings if f.outcome in wanted]
+
+
+def _vote(assertion: Assertion, finding: Finding) -> str | None:
+    """+ when the finding goes the claim's way, - against it, m when mixed."""
+    direction = finding.direction
+    if direction == "mixed":
+        return "m"
+    good = direction in ("improved",) or (direction == "decreased" and finding.outcome in stance_vocabulary().harms)
+    bad_change = direction in ("worsened", "increased") and finding.outcome in stance_vocabulary().harms
+    if assertion.comparison == "equal":
+        return "+" if direction == "no_difference" else "-"
+    if assertion.comparison == "worse":
+        return "+" if direction == "worsened" else "-"
+    if assertion.effect == "benefit":
+        if direction == "improved":
+            return "+"
+        if direction in ("no_difference", "worsened"):
+            return "-"
+        return None
+    if assertion.effect == "harm":
+        if direction in ("increased", "worsened"):
+            return "+"
+        if direction in ("decreased", "improved"):
+            return "-"
+        # A null on a harm: no more of it than the comparison (against the claim that it causes it).
+        return "-" if direction == "no_difference" else None
+    # absence: "no side effects", "not addictive", "does not work"
+    if finding.outcome in stance_vocabulary().harms:
+        return "-" if bad_change else "+"
+    return "+" if direction == "no_difference" else ("-" if good else None)
+
+
+def _strength(finding: Finding) -> tuple:
+    """Which finding decides: stated plainly, against a control, earliest in the results."""
+    return (not finding.hedged, finding.comparison, -finding.sentence_index)
+
+
+def _label(finding: Finding) -> str:
+    return f"{finding.outcome.replace('_', ' ')} {finding.direction.replace('_', ' ')}"
+
+
+def _names_comparator(assertion: Assertion, sentence: str) -> bool:
+    lowered = sentence.lower()
+    return not assertion.comparator_terms or any(t in lowered for t in assertion.comparator_terms)
+
+
+def _qualifier_stance(assertion: Assertion, relevant: list[Finding], findings: list[Finding],
+                      quantities: list[Quantity], study_routes: list[str]) -> Stance | None:
+    """A stance from the claim's qualifiers, when the study states the numbers they are about."""
+    if assertion.required_routes and study_routes:
+        effective = [f for f in relevant if f.direction == "improved"]
+        if effective and not set(study_routes) & set(assertion.required_routes):
+            best = max(effective, key=_strength)
+            return Stance("contradicts", best.sentence, f"effective by another route ({', '.join(study_routes)})")
+    if assertion.permanent:
+        relapsed = [f for f in findings if f.outcome == "relapse" and f.direction in ("worsened", "increased")]
+        rates = [q for q in quantities if q.type == "relapse_rate" and q.value > 0]
+        durations = [q for q in quantities if q.type == "duration"]
+        decisive = rates or durations
+        if relapsed or decisive:
+            sentence = (decisive[0].sentence if decisive else relapsed[0].sentence)
+            return Stance("contradicts", sentence, "relapse or a limited duration reported",
+                          [_value(q) for q in decisive])
+    times = _time_stance(assertion, quantities)
+    if times is not None:
+        return times
+    if assertion.rate:
+        kind, low, high = assertion.rate
+        rates = [q for q in quantities if q.type == kind]
+        if rates:
+            inside = [q for q in rates if low <= q.value <= high]
+            chosen = inside[0] if inside else rates[0]
+            label = "supports" if inside else "contradicts"
+            if inside and len(inside) < len(rates):
+                label = "mixed" if len({q.sentence for q in rates}) > 1 else label
+            return Stance(label, chosen.sentence, f"{kind.replace('_', ' ')} {chosen.text}",
+                          [_value(q) for q in rates])
+    return None
+
+
+def _time_stance(assertion: Assertion, quantities: list[Quantity]) -> Stance | None:
+    checks = []
+    if assertion.duration_max_h:
+        checks.append(("duration", lambda v: v <= assertion.duration_max_h * 1.5))
+    if assertion.duration_min_h:
+        checks.append(("duration", lambda v: v >= assertion.duration_min_h / 1.5))
+    if assertion.onset_max_h:
+        checks.append(("onset", lambda v: v <= assertion.onset_max_h * 1.5))
+    for kind, fits in checks:
+        values = [q for q in quantities if q.type == kind]
+        if not values:
+            continue
+        agree = [q for q in values if fits(q.value)]
+        chosen = agree[0] if agree and len(agree) == len(values) else next(q for q in values if not fits(q.value))
+        label = "supports" if len(agree) == len(values) else ("contradicts" if not agree else "mixed")
+        return Stance(label, chosen.sentence, f"{kind} {chosen.text}", [_value(q) for q in values])
+    return None
+
+
+def _value(q: Quantity) -> dict[str, Any]:
+    return {"type": q.type, "value": q.value, "unit": q.unit, "text": q.text}
+
+
+# --------------------------------------------------------------------------- the verdict
+
+@dataclass
+class Verdict:
+    label: str
+    reasons: list[str]
+    values: list[dict[str, Any]] = field(default_factory=list)  # the range the studies report
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+def study_weight(evidence_level: int | None, population: str) -> float:
+    weight = LEVEL_WEIGHT.get(evidence_level or 6, 0.5)
+    return weight * (ANIMAL_WEIGHT if population in ("animal", "in_vitro") else 1.0)
+
+
+def verdict(stances: list[tuple[Stance, int | None, str, list[str], str]], quantitative: bool = False) -> Verdict:
+    """The claim's verdict from (stance, evidence level, population, designs, pmid) of its studies."""
+    weights = {"supports": 0.0, "contradicts": 0.0, "mixed": 0.0}
+    by_side: dict[str, list[tuple[Stance, list[str], str]]] = {"supports": [], "contradicts": [], "mixed": []}
+    values: list[dict[str, Any]] = []
+    for stance, level, population, designs, pmid in stances:
+        if stance.label == "neutral":
+            continue
+        weights[stance.label] += study_weight(level, population)
+        by_side[stance.label].append((stance, designs, pmid))
+        values += [{**v, "pmid": pmid} for v in stance.values]
+    support, against = weights["supports"] + weights["mixed"] / 2, weights["contradicts"] + weights["mixed"] / 2
+    if support + against < MIN_VERDICT_WEIGHT:
+        label = "insufficient"
+    elif support >= DOMINANCE * against:
+        label = "supported"
+    elif against >= DOMINANCE * support:
+        label = "contradicted"
+    else:
+        label = "mixed"
+    reasons = [_side_reason(side, items) for side, items in by_side.items() if items]
+    if label == "insufficient":
+        reasons.insert(0, "too little evidence with a clear stance to decide")
+    if quantitative and values:
+        reasons.append(_range_reason(values))
+    return Verdict(label, reasons, values, {k: round(v, 2) for k, v in weights.items()})
+
+
+_DESIGN_WORDS = {"meta_analysis": "meta-analysis", "systematic_review": "systematic review", "rct": "RCT",
+                 "nonrandomised_trial": "non-randomised trial", "single_arm_trial": "open-label trial",
+                 "secondary_analysis": "secondary analysis", "cohort": "cohort study", "case_series": "case series",
+                 "case_report": "case report", "cross_sectional": "cross-sectional study", "animal": "animal study",
+                 "narrative_review": "narrative review", "case_control": "case-control study"}
+_VERBS = {"supports": "support", "contradicts": "contradict", "mixed": "are mixed"}
+
+
+def _side_reason(side: str, items: list[tuple[Stance, list[str], str]]) -> str:
+    counts: dict[str, int] = {}
+    for _, designs, _ in items:
+        word = next((_DESIGN_WORDS[d] for d in designs if d in _DESIGN_WORDS), "study")
+        counts[word] = counts.get(word, 0) + 1
+    parts = [f"{n} {word}{'s' if n > 1 and not word.endswith('s') else ''}" for word, n in
+             sorted(counts.items(), key=lambda kv: -kv[1])]
+    verb = _VERBS[side] if len(items) > 1 else {"supports": "supports", "contradicts": "contradicts",
+                                                "mixed": "is mixed"}[side]
+    example = next((s.reason for s, _, _ in items if s.reason), "")
+    return f"{' and '.join(parts)} {verb}" + (f": {example}" if example else "")
+
+
+def _range_reason(values: list[dict[str, Any]]) -> str:
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for v in values:
+        by_type.setdefault(v["type"], []).append(v)
+    parts = []
+    for kind, items in by_type.items():
+        low, high = min(items, key=lambda v: v["value"]), max(items, key=lambda v: v["value"])
+        name = kind.replace("_", " ")
+        if low is high or low["value"] == high["value"]:
+            parts.append(f"{name}: {low['text']} (PMID {low['pmid']})")
+        else:
+            parts.append(f"{name}s from {low['text']} (PMID {low['pmid']}) to {high['text']} (PMID {high['pmid']})")
+    return "reported " + "; ".join(parts)
+
+
+def json_list(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return value
+    try:
+        parsed = json.loads(value or "[]")
+    except (TypeError, ValueError):
+        return []
+    return parsed if isinstance(parsed, list) else []
