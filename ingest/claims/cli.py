@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
+from ..records.spreadsheet import spreadsheet_safe
 from . import ClaimCheck, ClaimError, StudyResult, check_claim, validate_claim
+from .article import MAX_TEXT_CHARS, StatementCheck, check_statement, checkable_statements
 from .results import CSV_COLUMNS, NO_AUTHORS, csv_rows
 
 DEFAULT_DB = "kb.db"
@@ -100,6 +102,8 @@ class _Output:
 @click.argument("claim", required=False)
 @click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
               help="Check every claim in this file, one per line (blank lines and # comments skipped).")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Check every statement about ketamine in this article or post (plain text or Markdown).")
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Database to search.")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 200), help="Studies to list per claim.")
@@ -108,7 +112,7 @@ class _Output:
                    "auto: hybrid when available, else full-text.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output (one object; an array with --file).")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV output: one row per study listed.")
-def check(claim, file, db_path, limit, mode, as_json, as_csv):
+def check(claim, file, text_file, db_path, limit, mode, as_json, as_csv):
     """Find the studies that bear on a CLAIM, best evidence first, with the sentences that say so.
 
     Ranks studies by how well their sentences match the claim (words, and meaning when
@@ -123,18 +127,26 @@ def check(claim, file, db_path, limit, mode, as_json, as_csv):
     not a checkable claim is reported on stderr with its line number and the rest are still
     checked (exit status 1 at the end).
 
+    With --text, the checkable statements of an article (effects, onset and duration, side
+    effects, mechanisms, routes, populations, rates) are found and each is checked: one
+    row per statement with its verdict and the strongest supporting and contradicting study.
+
     \b
     Examples:
         kb check "ketamine's effects last up to four hours"
         kb check "esketamine must be given intranasally" --limit 5
         kb check "ketamine causes bladder damage" --json
         kb check --file claims.txt --csv > evidence.csv
+        kb check --text blog-post.md
         kb check "relief can be permanent" --mode fts --db review.db
     """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    if claim is not None and file is not None:
-        raise click.UsageError("give either CLAIM or --file, not both")
+    if sum(x is not None for x in (claim, file, text_file)) > 1:
+        raise click.UsageError("give one of CLAIM, --file and --text")
+    if text_file is not None:
+        _check_text(text_file, db_path, limit, mode, as_json, as_csv)
+        return
     if file is None:
         if claim is None or not claim.strip():
             raise click.UsageError("give a CLAIM to check, or --file with one claim per line")
@@ -173,6 +185,90 @@ def check(claim, file, db_path, limit, mode, as_json, as_csv):
     output.close()
     if problems:
         sys.exit(1)
+
+
+TEXT_CSV_COLUMNS = ["statement", "checked_as", "topics", "verdict", "reasons", "support_pmid", "support_citation",
+                    "support_sentence", "contradiction_pmid", "contradiction_citation", "contradiction_sentence",
+                    "error"]
+
+
+def _check_text(path: Path, db_path: Path, limit: int, mode: str, as_json: bool, as_csv: bool) -> None:
+    """kb check --text: every checkable statement of an article, checked, one result each as it comes."""
+    text = _read_text(path)
+    try:
+        statements = checkable_statements(text)
+    except ClaimError as exc:
+        _fail(f"{path}: {exc}")
+    if not statements:
+        _fail(f"{path}: no checkable statements about ketamine found")
+    conn = _open_readonly(db_path)
+    index, why_not = resolve_index(db_path, mode)
+    if why_not:
+        click.echo(f"Note: matching by meaning is off ({why_not}); claims are matched by words only.", err=True)
+    writer = csv.DictWriter(sys.stdout, fieldnames=TEXT_CSV_COLUMNS, lineterminator="\n") if as_csv else None
+    if writer:
+        writer.writeheader()
+    elif as_json:
+        click.echo("[", nl=False)
+    else:
+        click.echo(f"{len(statements)} checkable statements in {path.name}")
+    for number, statement in enumerate(statements, 1):
+        result = check_statement(conn, statement, limit=limit, vectors=index)
+        if writer:
+            writer.writerow({k: spreadsheet_safe(v) for k, v in _text_csv_row(result).items()})
+        elif as_json:
+            click.echo(("\n" if number == 1 else ",\n") + json.dumps(result.as_dict(), indent=2, ensure_ascii=False),
+                       nl=False)
+        else:
+            click.echo("\n" + _render_statement(number, result))
+        sys.stdout.flush()
+    if as_json:
+        click.echo("\n]")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _fail(f"{path}: cannot read ({exc.strerror or exc})")
+    if len(data) > MAX_TEXT_CHARS * 4:
+        _fail(f"{path}: larger than {MAX_TEXT_CHARS * 4:,} bytes; check a shorter text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail(f"{path}: not UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start})")
+    return ""
+
+
+def _short_cite(study: dict[str, Any] | None) -> str:
+    if not study:
+        return ""
+    return f"{study.get('first_author') or NO_AUTHORS} ({study.get('year') or 'n.d.'}), PMID {study['pmid']}"
+
+
+def _text_csv_row(result: StatementCheck) -> dict[str, Any]:
+    support, against = result.strongest_support or {}, result.strongest_contradiction or {}
+    return {
+        "statement": result.statement, "checked_as": result.claim, "topics": ";".join(result.topics),
+        "verdict": result.verdict, "reasons": " | ".join(result.reasons),
+        "support_pmid": support.get("pmid"), "support_citation": _short_cite(result.strongest_support),
+        "support_sentence": support.get("sentence"), "contradiction_pmid": against.get("pmid"),
+        "contradiction_citation": _short_cite(result.strongest_contradiction),
+        "contradiction_sentence": against.get("sentence"), "error": result.error,
+    }
+
+
+def _render_statement(number: int, result: StatementCheck) -> str:
+    lines = [f"{number}. \"{result.statement}\"", f"   Verdict: {result.verdict.upper()}"
+             + (f" ({result.error})" if result.error else "")]
+    lines += [f"   - {reason}" for reason in result.reasons[:3]]
+    for label, study in (("Strongest support", result.strongest_support),
+                         ("Strongest contradiction", result.strongest_contradiction)):
+        if study:
+            lines.append(f"   {label}: {_short_cite(study)}")
+            if study.get("sentence"):
+                lines.append(f"     > {study['sentence']}")
+    return "\n".join(lines)
 
 
 def cite(study: StudyResult) -> str:

@@ -533,12 +533,21 @@ def _side_reason(side: str, items: list[tuple[Stance, list[str], str]]) -> str:
     for _, designs, _ in items:
         word = next((_DESIGN_WORDS[d] for d in designs if d in _DESIGN_WORDS), "study")
         counts[word] = counts.get(word, 0) + 1
-    parts = [f"{n} {word}{'s' if n > 1 and not word.endswith('s') else ''}" for word, n in
-             sorted(counts.items(), key=lambda kv: -kv[1])]
+    parts = [f"{n} {_plural(word) if n > 1 else word}" for word, n in sorted(counts.items(), key=lambda kv: -kv[1])]
     verb = _VERBS[side] if len(items) > 1 else {"supports": "supports", "contradicts": "contradicts",
                                                 "mixed": "is mixed"}[side]
     example = next((s.reason for s, _, _ in items if s.reason), "")
-    return f"{' and '.join(parts)} {verb}" + (f": {example}" if example else "")
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{listed} {verb}" + (f": {example}" if example else "")
+
+
+def _plural(word: str) -> str:
+    """ "cohort study" -> "cohort studies", "meta-analysis" -> "meta-analyses", "case series" stays."""
+    if word.endswith("study"):
+        return word[:-1] + "ies"
+    if word.endswith("analysis"):
+        return word[:-2] + "es"
+    return word if word.endswith("s") else word + "s"
 
 
 def _range_reason(values: list[dict[str, Any]]) -> str:
