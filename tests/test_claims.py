@@ -301,7 +301,7 @@ def test_auto_mode_without_a_vector_index_says_so(kb):
 
 @pytest.mark.parametrize("args, message", [
     (["check"], "give a CLAIM"),
-    (["check", "x", "--file", "f.txt"], "either CLAIM or --file"),
+    (["check", "x", "--file", "f.txt"], "one of CLAIM, --file and --text"),
     (["check", "the of and"], "no searchable words"),
     (["check", "ketamine", "--db", "missing.db"], "no such database"),
     (["check", "ketamine", "--json", "--csv"], "one of --json and --csv"),

@@ -224,8 +224,8 @@ def test_the_claim_check_page_exports_csv(page):
 
 # What scripts/eval_claims.py measured (see the issue-14 note) minus a margin: a change that makes
 # stances, verdicts or findings worse fails here. The targets are far above these.
-STANCE_FLOORS = {"dev": 0.23, "test": 0.30}
-VERDICT_FLOORS = {"dev": 0.30, "test": 0.25}
+STANCE_FLOORS = {"dev": 0.34, "test": 0.32}
+VERDICT_FLOORS = {"dev": 0.40, "test": 0.27}
 FINDINGS_FLOORS = {"dev": (0.82, 0.45), "test": (0.68, 0.38)}  # direction accuracy, outcome F1
 
 

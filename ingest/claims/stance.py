@@ -28,7 +28,7 @@ STANCES = ("supports", "contradicts", "mixed", "neutral")
 VERDICTS = ("supported", "contradicted", "mixed", "insufficient")
 STANCE_VOCABULARY_PATH = Path(__file__).with_name("stance_vocabulary.yaml")
 _NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "ten": 10, "twelve": 12, "a few": 3, "several": 3}
+                 "twenty-four": 24, "eight": 8, "ten": 10, "twelve": 12, "a few": 3, "several": 3}
 _UNIT_HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0, "week": 168.0, "month": 730.0, "year": 8760.0}
 # Evidence weight per evidence level (1 = synthesis ... 6 = case report, preclinical, opinion).
 LEVEL_WEIGHT = {1: 3.0, 2: 2.5, 3: 1.5, 4: 1.0, 5: 0.5, 6: 0.5}
@@ -57,6 +57,11 @@ class StanceVocabulary:
     prevents: re.Pattern
     equal: re.Pattern
     worse: re.Pattern
+    harm_as_indication: dict[str, frozenset[str]]
+    relative_change: re.Pattern
+    timepoint: re.Pattern
+    early_words: re.Pattern
+    favours: re.Pattern
 
 
 def _any(patterns: list[str]) -> re.Pattern:
@@ -81,6 +86,9 @@ def stance_vocabulary() -> StanceVocabulary:
         exclusive=re.compile(data["exclusive"], re.I), better=re.compile(data["better"], re.I),
         prevents=re.compile(data["prevents"], re.I),
         equal=re.compile(data["equal"], re.I), worse=re.compile(data["worse"], re.I),
+        harm_as_indication={k: frozenset(v) for k, v in data["harm_as_indication"].items()},
+        relative_change=re.compile(data["relative_change"], re.I), timepoint=re.compile(data["timepoint"], re.I),
+        early_words=_any(data["early_words"]), favours=re.compile(data["favours"], re.I),
     )
 
 
@@ -195,8 +203,8 @@ def _read_times(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> No
 def _read_rate(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> tuple[str, float, float] | None:
     for rule in vocab.rates:
         match = rule["regex"].search(claim)
-        if not match:
-            continue
+        if not match or vocab.relative_change.search(claim[:match.start()]):
+            continue  # "reduced the risk of relapse by approximately 50%": a relative change, not a rate
         value = float(match.group("value")) if "value" in match.groupdict() and match.group("value") else None
         if rule.get("low_from_value"):
             low, high = value, 100.0
@@ -348,6 +356,8 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
     study = study or StudyContext()
     if not bears_on(assertion, study):
         return Stance("neutral", reason="not about the claim's drug, population, condition or subject")
+    if _treats_the_harm(assertion, study):
+        return Stance("neutral", reason="the claimed harm is the condition the study treats")
     relevant = _relevant(assertion, findings)
     qualified = _qualifier_stance(assertion, relevant, findings, quantities, study.routes)
     if qualified is not None:
@@ -358,7 +368,8 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
     if not votes:
         return Stance("neutral")
     if assertion.comparison:
-        votes = [(v, f) for v, f in votes if f.comparison and _names_comparator(assertion, f.sentence)] or []
+        votes = [(_against_comparator(assertion, v, f), f) for v, f in votes
+                 if f.comparison and _names_comparator(assertion, f.sentence)]
         if not votes:
             return Stance("neutral")
     kinds = {v for v, _ in votes}
@@ -368,6 +379,30 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
     if kinds == {"-"}:
         return Stance("contradicts", best.sentence, f"{_label(best)}")
     return Stance("mixed", best.sentence, "results differ by outcome, time point or subgroup")
+
+
+def _treats_the_harm(assertion: Assertion, study: StudyContext) -> bool:
+    if assertion.effect not in ("harm", "absence"):
+        return False
+    treated = set(study.indications)
+    return any(treated & stance_vocabulary().harm_as_indication.get(o, frozenset()) for o in assertion.outcomes)
+
+
+def _against_comparator(assertion: Assertion, vote: str, finding: Finding) -> str:
+    """A "better than" claim's vote, turned against it when the sentence favours the comparator:
+    "ECT demonstrated more robust antidepressant effects compared to ketamine"."""
+    if assertion.comparison != "better" or vote != "+":
+        return vote
+    lowered = finding.sentence.lower()
+    favoured = stance_vocabulary().favours.search(lowered)
+    if not favoured:
+        return vote
+    before = lowered[:favoured.start()]
+    comparator_first = [before.rfind(t) for t in assertion.comparator_terms if t in before]
+    drug_first = [before.rfind(d) for d in assertion.drugs or {"ketamine"} if d in before]
+    if comparator_first and max(comparator_first) > max(drug_first or [-1]):
+        return "-"
+    return vote
 
 
 def _relevant(assertion: Assertion, findings: list[Finding]) -> list[Finding]:
@@ -440,6 +475,10 @@ def _qualifier_stance(assertion: Assertion, relevant: list[Finding], findings: l
     times = _time_stance(assertion, quantities)
     if times is not None:
         return times
+    if assertion.onset_max_h:
+        early = _early_finding(assertion, relevant)
+        if early is not None:
+            return early
     if assertion.rate:
         kind, low, high = assertion.rate
         rates = [q for q in quantities if q.type == kind]
@@ -471,6 +510,41 @@ def _time_stance(assertion: Assertion, quantities: list[Quantity]) -> Stance | N
         label = "supports" if len(agree) == len(values) else ("contradicts" if not agree else "mixed")
         return Stance(label, chosen.sentence, f"{kind} {chosen.text}", [_value(q) for q in values])
     return None
+
+
+def _early_finding(assertion: Assertion, relevant: list[Finding]) -> Stance | None:
+    """An onset claim ("within hours", "by the next day") supported by a result seen that early:
+    an improvement at a time point within the claimed onset, or stated as rapid or immediate."""
+    vocab = stance_vocabulary()
+    limit = assertion.onset_max_h * 1.5
+    for finding in sorted((f for f in relevant if f.direction == "improved"), key=_strength, reverse=True):
+        times = _timepoints(finding.sentence, vocab)
+        if any(t <= limit for t in times):
+            when = min(times)
+            return Stance("supports", finding.sentence, f"{_label(finding)} by {when:g} h",
+                          [{"type": "onset", "value": when, "unit": "h", "text": f"{when:g} h"}])
+        if not times and limit >= 24 and vocab.early_words.search(finding.sentence.lower()):
+            return Stance("supports", finding.sentence, f"{_label(finding)}, stated as rapid")
+    return None
+
+
+def _timepoints(sentence: str, vocab: StanceVocabulary) -> list[float]:
+    """The times (hours) a sentence reports results at: "at 4 h", "on Day 2", "within 40 minutes"."""
+    out = []
+    for match in vocab.timepoint.finditer(sentence):
+        if match.group("first"):
+            unit = next((u for u in ("day", "week", "month") if u in match.group(0).lower()), "day")
+            out.append(float(match.group("first")) * _UNIT_HOURS[unit])
+        elif match.group("n") and match.group("unit"):
+            hours = _hours(match.group("n"), _unit_word(match.group("unit")))
+            if hours is not None:
+                out.append(hours)
+    return out
+
+
+def _unit_word(unit: str) -> str:
+    unit = unit.lower()
+    return {"h": "hour", "min": "minute", "d": "day", "wk": "week"}.get(unit, unit)
 
 
 def _value(q: Quantity) -> dict[str, Any]:
