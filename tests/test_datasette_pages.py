@@ -618,3 +618,17 @@ def test_study_page_shows_its_findings_and_quantities(ds):
 
 def test_a_study_without_result_sentences_has_no_findings_section(ds):
     assert "<h2>Findings</h2>" not in get(ds, "/kb/studies/99000001").text
+
+
+def test_table_permissions_are_looked_up_once_and_still_enforced(site_kb):
+    import copy
+
+    metadata = copy.deepcopy(METADATA)
+    metadata["databases"]["kb"]["tables"]["trials"]["allow"] = {"id": "nobody"}
+    ds = Datasette(immutables=[str(site_kb)], metadata=metadata, template_dir=str(TEMPLATES),
+                   plugins_dir=str(PLUGINS))
+    for _ in range(2):  # the second answer comes from the cache, and is the same
+        assert get(ds, "/kb/trials").status_code == 403
+        assert get(ds, "/kb/studies").status_code == 200
+    info = ds._table_permission_allows.cache_info()
+    assert info.hits > 0 and info.misses <= 200
