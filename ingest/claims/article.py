@@ -42,7 +42,6 @@ _ANAPHOR = re.compile(r"^(?:this|these|that|those|it|its|they|their|the (?:drug|
                       r"infusions?|effects?|dissociation|benefits?|relief|spray|dose|response|improvement)s?)\b",
                       re.I)
 _CLAIM_KINDS = ("indication", "mechanism", "side_effect", "route", "population")
-_DEFAULT_DRUG = "ketamine"
 
 
 @dataclass
@@ -76,13 +75,25 @@ def checkable_statements(text: str) -> list[Statement]:
     if len(text) > MAX_TEXT_CHARS:
         raise ClaimError(f"text longer than {MAX_TEXT_CHARS:,} characters")
     out: list[Statement] = []
-    for number, paragraph in enumerate(article_paragraphs(text)):
-        drug = _paragraph_drug(paragraph)
+    paragraphs = article_paragraphs(text)
+    drugs = [_paragraph_drug(p) for p in paragraphs]
+    article_drug = _main_drug(drugs)
+    last_drug = None
+    for number, paragraph in enumerate(paragraphs):
+        # A paragraph that names no drug is about the one the text was last about (a post on
+        # ketamine says "the infusion", "the spray", "it"), or the one the whole text is about.
+        drug = drugs[number] or last_drug or article_drug
+        last_drug = drugs[number] or last_drug
         for sentence in split_sentences(paragraph):
             statement = _statement(sentence, number, drug)
             if statement:
                 out.append(statement)
     return out[:MAX_STATEMENTS]
+
+
+def _main_drug(drugs: list[str | None]) -> str | None:
+    named = [d for d in drugs if d]
+    return max(set(named), key=named.count) if named else None
 
 
 def _paragraph_drug(paragraph: str) -> str | None:
@@ -93,20 +104,51 @@ def _paragraph_drug(paragraph: str) -> str | None:
 def _statement(sentence: str, paragraph: int, paragraph_drug: str | None) -> Statement | None:
     if len(sentence) > MAX_CLAIM_CHARS or sentence.endswith("?") or _testimonial(sentence):
         return None
-    claim = sentence
-    if _CLINIC_VOICE.match(sentence.lstrip("\"'“ ")):
-        reason = _REASON.search(sentence)
+    claim = _after_lead_in(sentence)
+    if _clinic_voice(claim.lstrip("\"'“ ")):
+        reason = _REASON.search(claim)
         if not reason:
             return None
-        claim = sentence[reason.end():]  # the claim inside the advice
+        claim = claim[reason.end():]  # the claim inside the advice
     tags = claim_tags(claim)
-    if not tags.get("drug"):
-        if not (paragraph_drug and (_ANAPHOR.match(claim) or _about_treatment(claim))):
+    named = bool(tags.get("drug"))
+    if not named:
+        if not paragraph_drug:
             return None
-        claim = f"{claim.rstrip('.')} ({paragraph_drug or _DEFAULT_DRUG})"
+        claim = f"{claim.rstrip('.')} ({paragraph_drug})"
         tags = claim_tags(claim)
     topics = _topics(claim, tags)
+    if not topics and named and _STATES.search(claim):
+        topics = ["other"]  # "Ketamine is not recommended during pregnancy": a fact about the drug itself
+    if not named and not (set(topics) - {"outcome", "indication"} or _ANAPHOR.match(claim)
+                          or _about_treatment(claim)):
+        return None  # an outcome word alone, in a sentence that names no drug, is not a claim about it
     return Statement(sentence, claim, paragraph, topics) if topics else None
+
+
+_LEAD_IN = re.compile(r"^(?:fact|myth|truth|bottom line|the good news|the bad news|here's (?:the \w+ )?(?:\w+ ){0,5}"
+                      r"about|here is (?:the \w+ )?(?:\w+ ){0,5}about|in short|in fact)\s*:\s*", re.I)
+_STATES = re.compile(r"\b(?:is|are|was|were|has|have|can|cannot|may|does|do|causes?|acts?|works?|blocks?|binds?|"
+                     r"reduces?|increases?|raises?|lowers?|lasts?|takes?|needs?|requires?|contains?|approved)\b",
+                     re.I)
+
+
+def _after_lead_in(sentence: str) -> str:
+    """ "Fact: Ketamine ...", "Here's the part people like most: ketamine acts ..." -> the statement."""
+    match = _LEAD_IN.match(sentence)
+    return sentence[match.end():] if match else sentence
+
+
+_FIRST_CLAUSE = re.compile(r"^[^,;:]*?(?=,|;|:| so | and | but |$)")
+_SPEAKER_OR_READER = re.compile(r"\b(?:we|we're|we've|we'll|our|us|your|if you)\b", re.I)
+
+
+def _clinic_voice(sentence: str) -> bool:
+    """The clinic speaking of itself or to the reader: in how the sentence opens or in its first clause."""
+    if _CLINIC_VOICE.match(sentence):
+        return True
+    first = _FIRST_CLAUSE.match(sentence)
+    return bool(first and _SPEAKER_OR_READER.search(first.group(0)))
 
 
 def _testimonial(sentence: str) -> bool:
