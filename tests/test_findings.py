@@ -69,3 +69,16 @@ def test_only_the_study_s_own_results_are_read():
     other_studies = {"title": "x", "abstract_sections": [
         {"label": "RESULTS", "text": "Previous studies reported that ketamine reduced pain by 40%."}]}
     assert extract_findings(record_sentences(other_studies)) == ([], [])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Of 297 adults, 176 achieved stable remission; 24 (26.7%) in the esketamine group and 39 (45.3%) in "
+     "the placebo group experienced relapse.", [("relapse_rate", 26.7), ("relapse_rate", 45.3)]),
+    ("After fentanyl, only 1/25 (HADS-depression) and 3/25 (HADS-anxiety) were responders.",
+     [("response_rate", 4.0), ("response_rate", 12.0)]),
+    ("Remission rates were 46% (44/96) with ketamine.", [("remission_rate", 46.0)]),
+    ("Doses of 0.5 mg/kg were given to 3/4 of the sample.", []),
+])
+def test_rates_named_at_the_end_of_the_clause_and_rates_as_fractions(text, expected):
+    _, quantities = extract_findings([Sentence(text, "RESULTS", "results", 1)])
+    assert [(q.type, q.value) for q in quantities] == expected

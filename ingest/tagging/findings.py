@@ -264,6 +264,7 @@ def sentence_quantities(sentence: Sentence, vocab: FindingsVocabulary) -> list[Q
     out = []
     for offset, clause in _clauses(text):
         out += [_quantity(sentence, offset, q) for q in _rates(clause, vocab)]
+        out += [_quantity(sentence, offset, q) for q in _fractions(clause, vocab)]
         out += [_quantity(sentence, offset, q) for q in _times(clause, vocab)]
     return out
 
@@ -282,6 +283,11 @@ def _rates(clause: str, vocab: FindingsVocabulary) -> list[tuple]:
             continue
         kind = _nearest_kind(vocab.rate_words, clause, match.start(), match.end(), before_window=60, after_window=40)
         if kind is None:
+            # "24 (26.7%) in the esketamine group and 39 (45.3%) in the placebo group experienced
+            # relapse": the outcome the clause ends on, when it is a rate's own outcome.
+            kind = _nearest_kind(_outcome_rate_words(vocab), clause, match.start(), match.end(), before_window=0,
+                                 after_window=len(clause))
+        if kind is None:
             continue
         value = float(match.group(1))
         if value > 100:
@@ -298,14 +304,42 @@ def _rates(clause: str, vocab: FindingsVocabulary) -> list[tuple]:
     return out
 
 
+def _outcome_rate_words(vocab: FindingsVocabulary) -> dict[str, re.Pattern]:
+    return {k: v for k, v in vocab.rate_words.items() if k in ("remission_rate", "response_rate", "relapse_rate")}
+
+
+def _fractions(clause: str, vocab: FindingsVocabulary) -> list[tuple]:
+    """ "only 1/25 ... were responders": a rate stated as a fraction, with its denominator."""
+    out = []
+    for match in _FRACTION.finditer(clause):
+        part, whole = int(match.group(1)), int(match.group(2))
+        if not 0 < whole or part > whole or _BESIDE_A_PERCENT.search(clause[max(0, match.start() - 12):match.start()]) \
+                or _PERCENT_AFTER.match(clause, match.end()):
+            continue  # "46% (44/96)", "44/96 (46%)": the percentage is the rate, this its denominator
+        kind = _nearest_kind(_outcome_rate_words(vocab), clause, match.start(), match.end(), before_window=40,
+                             after_window=60)
+        if kind:
+            out.append((kind, round(100 * part / whole, 1), "%", match.start(), match.end(), whole))
+    return out
+
+
+_BESIDE_A_PERCENT = re.compile(r"%\s*[(\[]?\s*(?:n\s*=\s*)?$")
+_PERCENT_AFTER = re.compile(r"\s*[(\[,]?\s*\d{1,3}(?:\.\d+)?\s?%")
+_FRACTION = re.compile(r"(?<![\d./])(\d{1,5})\s*/\s*(\d{1,5})(?![\d./%])(?!\s*(?:mg|kg|ml|min|h|d)\b)")
+
+
 def _nearest_kind(words: dict[str, re.Pattern], clause: str, start: int, end: int, before_window: int,
                   after_window: int) -> str | None:
     """The kind whose word sits nearest the number (before it within before_window, after it within
     after_window); earlier kinds in the file win ties."""
     best: tuple[int, int, str] | None = None
     window_start = max(0, start - before_window)
+    window_end = min(len(clause), end + after_window)
     for order, (kind, regex) in enumerate(words.items()):
-        for match in regex.finditer(clause, window_start, min(len(clause), end + after_window)):
+        # Searched from the window's start to the clause's end, so a lookahead sees past the window.
+        for match in regex.finditer(clause, window_start):
+            if match.start() >= window_end:
+                break
             if match.end() <= start:
                 distance = start - match.end()
             elif match.start() >= end:
