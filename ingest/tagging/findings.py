@@ -378,7 +378,9 @@ def _times(clause: str, vocab: FindingsVocabulary) -> list[tuple]:
 
 _NOT_AN_EFFECT_TIME = re.compile(r"(?:\b(?:the )?(?:past|last|previous|preceding)\s*|"
                                  r"\b(?:duration|length|history) of (?:\w+ ){0,2}(?:illness|depression|disease|"
-                                 r"episode|pain|symptoms|use|disorder)\s*\(?\s*[<>≤≥]?\s*)$")
+                                 r"episode|pain|symptoms|use|disorder|treatment|therapy|exposure|infusions?|"
+                                 r"anesthesia|anaesthesia|surgery|stay)\s*\(?\s*(?:was|were|of|:)?\s*"
+                                 r"(?:(?:a |the )?(?:mean|median|average)\s*(?:of\s*)?)?[<>≤≥]?\s*)$")
 _AGO_AFTER = re.compile(r"\s+(?:ago|earlier|before (?:the )?(?:study|enrol\w*|inclusion|admission))\b")
 
 
