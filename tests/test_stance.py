@@ -258,3 +258,12 @@ def test_findings_floors(corpus_records, split):
     direction_floor, outcome_floor, quantity_floor = FINDINGS_FLOORS[split]
     assert score.direction_accuracy >= direction_floor and score.outcome_prf[2] >= outcome_floor
     assert score.quantity_prf[2] >= quantity_floor
+
+
+def test_a_non_inferiority_claim_is_supported_by_equal_or_better_and_contradicted_by_not_non_inferior():
+    claim = "Ketamine is non-inferior to electroconvulsive therapy for depression."
+    assert assertion(claim).comparison == "noninferior"
+    assert judged(claim, ["Ketamine was non-inferior to ECT for depressive symptoms."]).label == "supports"
+    assert judged(claim, ["Ketamine produced a greater reduction in depressive symptoms compared to ECT."]
+                  ).label == "supports"
+    assert judged(claim, ["Ketamine was not non-inferior to ECT in response rate."]).label == "contradicts"

@@ -56,6 +56,7 @@ class StanceVocabulary:
     better: re.Pattern
     prevents: re.Pattern
     equal: re.Pattern
+    noninferior: re.Pattern
     worse: re.Pattern
     harm_as_indication: dict[str, frozenset[str]]
     relative_change: re.Pattern
@@ -85,7 +86,8 @@ def stance_vocabulary() -> StanceVocabulary:
         rate_kinds={k: _any(v) for k, v in data["rate_kinds"].items()},
         exclusive=re.compile(data["exclusive"], re.I), better=re.compile(data["better"], re.I),
         prevents=re.compile(data["prevents"], re.I),
-        equal=re.compile(data["equal"], re.I), worse=re.compile(data["worse"], re.I),
+        equal=re.compile(data["equal"], re.I), noninferior=re.compile(data["noninferior"], re.I),
+        worse=re.compile(data["worse"], re.I),
         harm_as_indication={k: frozenset(v) for k, v in data["harm_as_indication"].items()},
         relative_change=re.compile(data["relative_change"], re.I), timepoint=re.compile(data["timepoint"], re.I),
         early_words=_any(data["early_words"]), favours=re.compile(data["favours"], re.I),
@@ -106,7 +108,7 @@ class Assertion:
     onset_max_h: float | None = None
     rate: tuple[str, float, float] | None = None  # (kind, low %, high %)
     required_routes: list[str] = field(default_factory=list)
-    comparison: str | None = None  # better | equal | worse
+    comparison: str | None = None  # better | equal | noninferior | worse
     comparator_terms: list[str] = field(default_factory=list)
     drugs: set[str] = field(default_factory=set)  # the drugs the claim names (tag ids)
     indications: set[str] = field(default_factory=set)
@@ -232,7 +234,7 @@ def _rate_kind(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> str
 
 
 def _read_comparison(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> None:
-    for name in ("better", "worse", "equal"):
+    for name in ("noninferior", "better", "worse", "equal"):
         match = getattr(vocab, name).search(claim)
         if match:
             assertion.comparison = name
@@ -420,6 +422,8 @@ def _vote(assertion: Assertion, finding: Finding) -> str | None:
     bad_change = direction in ("worsened", "increased") and finding.outcome in stance_vocabulary().harms
     if assertion.comparison == "equal":
         return "+" if direction == "no_difference" else "-"
+    if assertion.comparison == "noninferior":
+        return "+" if direction in ("no_difference", "improved") else "-"
     if assertion.comparison == "worse":
         return "+" if direction == "worsened" else "-"
     if assertion.effect == "benefit":

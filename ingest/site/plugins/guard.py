@@ -24,15 +24,17 @@ Datasette's 500 for a ``_sort`` by a column it cannot sort by becomes a 400 (``h
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
+import re
 import weakref
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
 from datasette import hookimpl
 from datasette.handle_exception import handle_exception as datasette_error_page
-from datasette.utils.asgi import Request
+from datasette.utils.asgi import Base400, Request
 from datasette.views.base import DatasetteError
 from markupsafe import escape
 
@@ -46,6 +48,7 @@ QUEUE_SECONDS = 10.0
 RETRY_AFTER_SECONDS = 5
 SQL_PARAMETERS = {"sql"}
 HAND_WRITTEN_SQL = {"sql", "_where"}
+MAX_CHART_FILTERS = 8  # a chart's optional filters: 2**8 forms of its SQL at most
 # Datasette raises these as 500s; each is a request it cannot answer, not a fault of the server.
 CLIENT_ERRORS = ("Cannot sort table by ", "Cannot use _sort and _sort_desc at the same time")
 
@@ -65,8 +68,11 @@ class RequestRefused(Exception):
         self.status, self.message, self.headers = status, message, headers or []
 
 
-class ResponseTooBig(Exception):
-    """Raised into Datasette when it sends more than MAX_RESPONSE_BYTES, so it stops producing more."""
+class ResponseTooBig(Base400):
+    """Raised into Datasette when it sends more than MAX_RESPONSE_BYTES, so it stops producing more.
+
+    A Base400: Datasette's error handler prints no traceback for it (the client has its answer).
+    """
 
 
 # --------------------------------------------------------------------------- request checks
@@ -96,9 +102,25 @@ def query_parameters(scope: dict) -> list[tuple[str, str]]:
 def chart_queries(datasette) -> frozenset[str]:
     """The SQL of every dashboard chart: fetched by the dashboard page itself, so not hand-written."""
     dashboards = datasette.plugin_config("datasette-dashboards") or {}
-    return frozenset(chart["query"] for dashboard in dashboards.values() if isinstance(dashboard, dict)
+    return frozenset(sql for dashboard in dashboards.values() if isinstance(dashboard, dict)
                      for chart in (dashboard.get("charts") or {}).values()
-                     if isinstance(chart, dict) and chart.get("query"))
+                     if isinstance(chart, dict) and chart.get("query") for sql in chart_variants(chart["query"]))
+
+
+def chart_variants(query: str) -> set[str]:
+    """``query`` as the dashboard page fetches it: each ``[[ ... :filter ... ]]`` part kept or left out.
+
+    datasette-dashboards resolves those parts before the page's script sends the SQL, so the
+    query as written in metadata.yml is never what arrives.
+    """
+    try:
+        from datasette_dashboards import replace_opts_in_query
+    except ImportError:  # no dashboards: nothing sends them
+        return {query}
+    filters = sorted({name for part in re.findall(r"\[\[.*?\]\]", query)
+                      for name in re.findall(r":([a-zA-Z0-9_]+)", part)})[:MAX_CHART_FILTERS]
+    return {query} | {replace_opts_in_query(query, dict.fromkeys(kept, "x"))
+                       for count in range(len(filters) + 1) for kept in itertools.combinations(filters, count)}
 
 
 def hand_written_sql(pairs: list[tuple[str, str]], trusted: frozenset[str]) -> bool:
@@ -243,10 +265,11 @@ def guarded(app, datasette):
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        send = with_headers(send, security_headers(scope.get("path", "")))
+        send = respond = with_headers(send, security_headers(scope.get("path", "")))
 
         async def refuse(refused: RequestRefused) -> None:
-            await error_response(datasette, scope, receive, send, refused)
+            # `respond`, not `send`: once `send` is the CappedSend, a refusal sent through it was dropped.
+            await error_response(datasette, scope, receive, respond, refused)
 
         try:
             pairs = query_parameters(scope)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -38,29 +38,36 @@ def file_identity(path: str) -> tuple[int, int, int, int] | None:
 
 
 class ReopenedDatabase(Database):
-    """A Database whose per-thread connections are its own.
+    """A Database whose connections are its own, all opened with it.
 
     Datasette keeps a thread's connection under the database's name, so a new Database of the
-    same name would reuse a connection to the old file; this one keeps them per object.
+    same name would reuse a connection to the old file. And it opens a thread's connection, by
+    path, when that thread first queries: a thread that had not queried yet when a file that
+    cannot be served was renamed over kb.db read that file ("file is not a database", 500s). This
+    one opens a connection for each SQL thread at once and each query takes a free one, so all of
+    them read the file that was there when it was opened, whatever is renamed over it later.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._thread_connections = threading.local()
+    def __init__(self, datasette, path: str, name: str):
+        super().__init__(datasette, path=path, is_mutable=False)
+        self.name = name  # add_database sets it too; prepare_connection hooks are told it now
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(max(1, datasette.setting("num_sql_threads") or 0)):  # SQLite opens the file here
+            conn = self.connect()
+            datasette._prepare_connection(conn, name)
+            self._idle.put(conn)
 
     async def execute_fn(self, fn):
-        if self.ds.executor is None:  # num_sql_threads 0: one connection, already per object
-            return await super().execute_fn(fn)
+        def with_connection():
+            conn = self._idle.get()  # as many connections as SQL threads: never waits
+            try:
+                return fn(conn)
+            finally:
+                self._idle.put(conn)
 
-        def in_thread():
-            conn = getattr(self._thread_connections, "conn", None)
-            if conn is None:
-                conn = self.connect()
-                self.ds._prepare_connection(conn, self.name)
-                self._thread_connections.conn = conn
-            return fn(conn)
-
-        return await asyncio.get_running_loop().run_in_executor(self.ds.executor, in_thread)
+        if self.ds.executor is None:  # num_sql_threads 0: queries run on the event loop
+            return with_connection()
+        return await asyncio.get_running_loop().run_in_executor(self.ds.executor, with_connection)
 
 
 def unservable(path: str) -> str | None:
@@ -74,6 +81,9 @@ class Follower:
 
     def __init__(self, datasette):
         self.datasette = datasette
+        for name, db in self._files():
+            if not isinstance(db, ReopenedDatabase):  # as Datasette opened it: by path, thread by thread
+                self._add(name, db)
         self.served = {name: file_identity(db.path) for name, db in self._files()}
         self.refused: dict[str, tuple | None] = {}
         self.next_check = time.monotonic() + CHECK_SECONDS
@@ -99,10 +109,13 @@ class Follower:
                 continue
             self.reopen(name, db, identity)
 
-    def reopen(self, name: str, old: Database, identity: tuple) -> None:
-        new = ReopenedDatabase(self.datasette, path=old.path, is_mutable=False)
+    def _add(self, name: str, old: Database) -> None:
+        new = ReopenedDatabase(self.datasette, path=old.path, name=name)
         self.datasette.remove_database(name)
         self.datasette.add_database(new, name=name, route=old.route)
+
+    def reopen(self, name: str, old: Database, identity: tuple) -> None:
+        self._add(name, old)
         self.served[name] = identity
         asyncio.get_running_loop().call_later(GRACE_SECONDS, old.close)
         print(f"kb serve: {old.path} was replaced; serving the new file", file=sys.stderr, flush=True)
