@@ -266,4 +266,4 @@ def test_a_non_inferiority_claim_is_supported_by_equal_or_better_and_contradicte
     assert judged(claim, ["Ketamine was non-inferior to ECT for depressive symptoms."]).label == "supports"
     assert judged(claim, ["Ketamine produced a greater reduction in depressive symptoms compared to ECT."]
                   ).label == "supports"
-    assert judged(claim, ["Ketamine was not non-inferior to ECT in response rate."]).label == "contradicts"
+    assert judged(claim, ["Ketamine was not non-inferior to ECT for depressive symptoms."]).label == "contradicts"
