@@ -238,7 +238,11 @@ def _read_comparison(claim: str, vocab: StanceVocabulary, assertion: Assertion) 
         match = getattr(vocab, name).search(claim)
         if match:
             assertion.comparison = name
-            assertion.comparator_terms = claim_terms(claim[match.end():])[:6]
+            # What it is compared with: the words after the comparison, as written (not their
+            # expansions, and not qualifier words such as "well" or "drip").
+            after = claim[match.end():].lower()
+            assertion.comparator_terms = [t for t in claim_terms(claim[match.end():])
+                                          if t in after and t not in _QUALIFIER_WORDS][:6]
             return
 
 
@@ -370,8 +374,10 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
     if not votes:
         return Stance("neutral")
     if assertion.comparison:
+        # A sentence naming what the claim compares with is a comparison ("superiority of ketamine
+        # over ECT"), whether or not it uses a comparison word.
         votes = [(_against_comparator(assertion, v, f), f) for v, f in votes
-                 if f.comparison and _names_comparator(assertion, f.sentence)]
+                 if _names_comparator(assertion, f.sentence)]
         if not votes:
             return Stance("neutral")
     kinds = {v for v, _ in votes}
@@ -455,13 +461,16 @@ def _label(finding: Finding) -> str:
 
 
 def _names_comparator(assertion: Assertion, sentence: str) -> bool:
+    """The sentence names a comparator term as a word ("ketamine", not inside "esketamine")."""
     lowered = sentence.lower()
-    return not assertion.comparator_terms or any(t in lowered for t in assertion.comparator_terms)
+    return not assertion.comparator_terms or any(
+        re.search(r"(?<![a-z0-9])" + re.escape(t) + r"(?![a-z0-9])", lowered) for t in assertion.comparator_terms)
 
 
 def _qualifier_stance(assertion: Assertion, relevant: list[Finding], findings: list[Finding],
                       quantities: list[Quantity], study_routes: list[str]) -> Stance | None:
     """A stance from the claim's qualifiers, when the study states the numbers they are about."""
+    quantities = [q for q in quantities if _about_the_claim(assertion, q, findings)]
     if assertion.required_routes and study_routes:
         effective = [f for f in relevant if f.direction == "improved"]
         if effective and not set(study_routes) & set(assertion.required_routes):
@@ -495,6 +504,21 @@ def _qualifier_stance(assertion: Assertion, relevant: list[Finding], findings: l
             return Stance(label, chosen.sentence, f"{kind.replace('_', ' ')} {chosen.text}",
                           [_value(q) for q in rates])
     return None
+
+
+def _about_the_claim(assertion: Assertion, quantity: Quantity, findings: list[Finding]) -> bool:
+    """Whether a quantity measures the claimed effect: its sentence reports on one of the claim's
+    outcomes ("the antidepressant effect lasted 7 days"), not on something else that lasted
+    ("a plasticity window lasting 2-3 days", "neurophysiological changes emerged within 3-8 hours")."""
+    if quantity.type in ("relapse_rate", "time_to_relapse", "remission_rate", "response_rate"):
+        return True  # a rate names its own outcome
+    if not assertion.outcomes:
+        return True
+    if any(f.sentence_index == quantity.sentence_index and f.outcome in assertion.outcomes for f in findings):
+        return True
+    lowered = quantity.sentence.lower()
+    vocab = load_findings_vocabulary()
+    return any(o.id in assertion.outcomes and o.regex.search(lowered) for o in vocab.outcomes)
 
 
 def _time_stance(assertion: Assertion, quantities: list[Quantity]) -> Stance | None:
