@@ -9,7 +9,8 @@ modification time) with the one being served; when it changed, and the new file 
 checks ``kb serve`` makes at start, the database is added again under the same name, so every
 later query reads the new file. Requests already running finish on the old one, whose
 connections are closed ``GRACE_SECONDS`` later. A replacement that cannot be served (not SQLite,
-cut short, no studies table) is reported once on stderr and the old file stays served.
+cut short, no studies table) is reported once on stderr and the old file stays served: each
+database, the one served at start too, opens all its connections at once (ReopenedDatabase).
 """
 
 from __future__ import annotations
