@@ -267,3 +267,12 @@ def test_a_non_inferiority_claim_is_supported_by_equal_or_better_and_contradicte
     assert judged(claim, ["Ketamine produced a greater reduction in depressive symptoms compared to ECT."]
                   ).label == "supports"
     assert judged(claim, ["Ketamine was not non-inferior to ECT for depressive symptoms."]).label == "contradicts"
+
+
+def test_kb_check_csv_cells_that_look_like_formulas_are_text(tmp_path):
+    path = make_kb(tmp_path / "kb.db", [study("401", '=HYPERLINK("http://evil.example/","x") ketamine trial', ["rct"],
+                                             [("results", "Ketamine reduced depressive symptoms versus placebo.")],
+                                             indications=["mdd"])])
+    out = CliRunner().invoke(cli, ["check", "Ketamine reduces depressive symptoms", "--db", str(path), "--csv"]).stdout
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["title"].startswith("'=HYPERLINK(") and row["pmid"] == "401" and row["n"] == "40"

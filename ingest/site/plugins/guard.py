@@ -10,6 +10,9 @@ Loaded by ``kb serve`` from ``--plugins-dir ingest/site/plugins``; one ASGI wrap
   ``_where=``) runs in at most ``num_sql_threads - RESERVED_THREADS`` of Datasette's SQL threads
   at once; the rest wait their turn, and after ``QUEUE_SECONDS`` get 503. The reserved threads
   keep table, study, search and claim-check pages answering while runaway queries are stopped.
+  While every slot is taken, a hand-written query first runs in a quick lane (one at a time) with
+  a ``QUICK_LANE_MS`` time limit: a cheap one (``select 1``, a count) is answered at once, and
+  only one that needs longer waits for a slot, where it runs again with the full limit.
 * **Responses** stop at ``MAX_RESPONSE_BYTES``: one that would be longer is answered 400 (or,
   once streaming, cut with a last line saying so). A database download and a streamed CSV
   (``_stream=1``, capped by Datasette's own ``max_csv_mb``) are bounded by kb.db itself.
@@ -30,7 +33,7 @@ import os
 import re
 import weakref
 from contextlib import asynccontextmanager
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from datasette import hookimpl
 from datasette.handle_exception import handle_exception as datasette_error_page
@@ -45,6 +48,12 @@ MAX_PATH_CHARS = 2_000
 MAX_RESPONSE_BYTES = 50_000_000
 RESERVED_THREADS = 2
 QUEUE_SECONDS = 10.0
+# While every slot is taken, a hand-written query first runs in a quick lane of its own with this
+# time limit: `select 1` or a count answers at once instead of queueing behind runaway queries,
+# and only a query that needs longer waits for a slot (where it runs with the full limit).
+QUICK_LANE_MS = 50
+QUICK_LANE_WAIT = 2.0
+TIME_LIMIT_MARK = b"took too long"  # Datasette's answer when a query hits its time limit
 RETRY_AFTER_SECONDS = 5
 SQL_PARAMETERS = {"sql"}
 HAND_WRITTEN_SQL = {"sql", "_where"}
@@ -153,6 +162,10 @@ class SqlSlots:
             self._by_loop[loop] = asyncio.Semaphore(self.slots)
         return self._by_loop[loop]
 
+    def busy(self) -> bool:
+        """Every slot is taken: a new query would wait."""
+        return self._semaphore().locked()
+
     @asynccontextmanager
     async def slot(self):
         semaphore = self._semaphore()
@@ -166,6 +179,41 @@ class SqlSlots:
             yield
         finally:
             semaphore.release()
+
+
+def with_time_limit(scope: dict, ms: int) -> dict:
+    """The request with Datasette's own ``_timelimit`` set to ``ms`` (any the client sent replaced)."""
+    # Latin-1 both ways: every byte of the client's query string comes back as it was sent.
+    pairs = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True,
+                                          encoding="latin-1") if k != "_timelimit"]
+    query = urlencode([*pairs, ("_timelimit", str(ms))], encoding="latin-1")
+    return {**scope, "query_string": query.encode("ascii")}
+
+
+async def answered_quickly(app, scope, receive, send) -> bool:
+    """Run the request with a QUICK_LANE_MS time limit; True when that answered it (the answer is
+    sent), False when the query needs longer (nothing is sent: run it again in a full slot)."""
+    held: list[dict] = []
+    passing = False
+
+    async def hold_a_refusal(event):
+        nonlocal passing
+        if not passing and event["type"] == "http.response.start" and event["status"] != 400:
+            passing = True  # any answer but a 400 is the answer: pass it on as it comes
+        if passing:
+            await send(event)
+        else:
+            held.append(event)
+
+    await app(with_time_limit(scope, QUICK_LANE_MS), receive, hold_a_refusal)
+    if passing:
+        return True
+    body = b"".join(event.get("body", b"") for event in held if event["type"] == "http.response.body")
+    if TIME_LIMIT_MARK in body:
+        return False
+    for event in held:  # another 400 (bad SQL, too big): the answer stands
+        await send(event)
+    return True
 
 
 def sql_slots(datasette, cpus: int | None = None) -> SqlSlots:
@@ -257,8 +305,17 @@ async def error_response(datasette, scope, receive, send, refused: RequestRefuse
     await send({"type": "http.response.body", "body": body})
 
 
+async def _quick_lane(quick: SqlSlots, app, scope, receive, send) -> bool:
+    try:
+        async with quick.slot():
+            return await answered_quickly(app, scope, receive, send)
+    except RequestRefused:  # the quick lane is busy too: wait for a full slot
+        return False
+
+
 def guarded(app, datasette):
     slots = sql_slots(datasette)
+    quick = SqlSlots(1, QUICK_LANE_WAIT)
     trusted: list[frozenset[str]] = []  # read on the first request: metadata is loaded by then
 
     async def guard(scope, receive, send):
@@ -279,6 +336,9 @@ def guarded(app, datasette):
             if not exempt_from_size_cap(scope, pairs, routes):
                 send = CappedSend(send, MAX_RESPONSE_BYTES, refuse)
             if hand_written_sql(pairs, trusted[0]):
+                if slots.busy() and scope.get("method", "GET") in ("GET", "HEAD") \
+                        and await _quick_lane(quick, app, scope, receive, send):
+                    return
                 async with slots.slot():
                     await app(scope, receive, send)
             else:
