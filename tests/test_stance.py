@@ -276,3 +276,12 @@ def test_kb_check_csv_cells_that_look_like_formulas_are_text(tmp_path):
     out = CliRunner().invoke(cli, ["check", "Ketamine reduces depressive symptoms", "--db", str(path), "--csv"]).stdout
     row = next(csv.DictReader(io.StringIO(out)))
     assert row["title"].startswith("'=HYPERLINK(") and row["pmid"] == "401" and row["n"] == "40"
+
+
+def test_a_claimed_time_point_needs_a_result_reported_near_it():
+    claim = "Ketamine's antidepressant advantage over placebo remains significant at day 7."
+    assert assertion(claim).timepoint_h == 7 * 24
+    assert judged(claim, ["Depressive symptoms improved significantly more with ketamine than placebo."]
+                  ).label == "neutral"
+    assert judged(claim, ["At day 7, depressive symptoms improved significantly more with ketamine than placebo."]
+                  ).label == "supports"

@@ -63,6 +63,7 @@ class StanceVocabulary:
     timepoint: re.Pattern
     early_words: re.Pattern
     favours: re.Pattern
+    claim_timepoint: re.Pattern
 
 
 def _any(patterns: list[str]) -> re.Pattern:
@@ -91,6 +92,7 @@ def stance_vocabulary() -> StanceVocabulary:
         harm_as_indication={k: frozenset(v) for k, v in data["harm_as_indication"].items()},
         relative_change=re.compile(data["relative_change"], re.I), timepoint=re.compile(data["timepoint"], re.I),
         early_words=_any(data["early_words"]), favours=re.compile(data["favours"], re.I),
+        claim_timepoint=re.compile(data["claim_timepoint"], re.I),
     )
 
 
@@ -114,6 +116,7 @@ class Assertion:
     indications: set[str] = field(default_factory=set)
     populations: set[str] = field(default_factory=set)
     key_terms: list[str] = field(default_factory=list)  # what else the claim is about (a trial, a co-drug)
+    timepoint_h: float | None = None  # the time the claim states its result at ("at day 7")
 
     @property
     def quantitative(self) -> bool:
@@ -149,6 +152,7 @@ def read_claim(claim: str, tags: dict[str, list[str]] | None = None) -> Assertio
     if tags.get("route") and vocab.exclusive.search(claim):
         assertion.required_routes = list(tags["route"])
     _read_comparison(claim, vocab, assertion)
+    assertion.timepoint_h = _claim_timepoint(claim, vocab)
     assertion.key_terms = _key_terms(claim, assertion)
     return assertion
 
@@ -371,6 +375,8 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
     if assertion.quantitative:
         return Stance("neutral")  # the claim is about how long, how soon or how many: no numbers, no stance
     votes = [(vote, f) for f in relevant if (vote := _vote(assertion, f)) is not None]
+    if assertion.timepoint_h:
+        votes = [(v, f) for v, f in votes if _near(assertion.timepoint_h, _timepoints(f.sentence, stance_vocabulary()))]
     if not votes:
         return Stance("neutral")
     if assertion.comparison:
@@ -554,6 +560,21 @@ def _early_finding(assertion: Assertion, relevant: list[Finding]) -> Stance | No
         if not times and limit >= 24 and vocab.early_words.search(finding.sentence.lower()):
             return Stance("supports", finding.sentence, f"{_label(finding)}, stated as rapid")
     return None
+
+
+def _claim_timepoint(claim: str, vocab: StanceVocabulary) -> float | None:
+    match = vocab.claim_timepoint.search(claim)
+    if not match:
+        return None
+    if match.group("first"):
+        unit = next(u for u in ("day", "week", "month") if u in match.group(0).lower())
+        return float(match.group("first")) * _UNIT_HOURS[unit]
+    return _hours(match.group("n"), match.group("unit"))
+
+
+def _near(wanted_h: float, times: list[float]) -> bool:
+    """A result reported within a factor of two of the claimed time point."""
+    return any(wanted_h / 2 <= t <= wanted_h * 2 for t in times)
 
 
 def _timepoints(sentence: str, vocab: StanceVocabulary) -> list[float]:
