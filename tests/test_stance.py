@@ -285,3 +285,11 @@ def test_a_claimed_time_point_needs_a_result_reported_near_it():
                   ).label == "neutral"
     assert judged(claim, ["At day 7, depressive symptoms improved significantly more with ketamine than placebo."]
                   ).label == "supports"
+
+
+def test_a_better_than_claim_needs_the_drug_favoured_over_the_comparator():
+    claim = "Ketamine works better than electroconvulsive therapy for depression."
+    assert judged(claim, ["Both ECT and ketamine significantly reduced depressive symptoms."]).label == "neutral"
+    assert judged(claim, ["Ketamine produced a greater reduction in depressive symptoms than ECT."]).label == "supports"
+    assert judged(claim, ["ECT showed greater improvement in depressive symptoms compared to ketamine."]
+                  ).label == "contradicts"

@@ -382,8 +382,8 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
     if assertion.comparison:
         # A sentence naming what the claim compares with is a comparison ("superiority of ketamine
         # over ECT"), whether or not it uses a comparison word.
-        votes = [(_against_comparator(assertion, v, f), f) for v, f in votes
-                 if _names_comparator(assertion, f.sentence)]
+        votes = [(vote, f) for v, f in votes if _names_comparator(assertion, f.sentence)
+                 and (vote := _against_comparator(assertion, v, f)) is not None]
         if not votes:
             return Stance("neutral")
     kinds = {v for v, _ in votes}
@@ -402,15 +402,17 @@ def _treats_the_harm(assertion: Assertion, study: StudyContext) -> bool:
     return any(treated & stance_vocabulary().harm_as_indication.get(o, frozenset()) for o in assertion.outcomes)
 
 
-def _against_comparator(assertion: Assertion, vote: str, finding: Finding) -> str:
-    """A "better than" claim's vote, turned against it when the sentence favours the comparator:
-    "ECT demonstrated more robust antidepressant effects compared to ketamine"."""
+def _against_comparator(assertion: Assertion, vote: str, finding: Finding) -> str | None:
+    """A "better than" claim's vote from a sentence that names the comparator: for it only when the
+    sentence favours the drug ("a greater reduction with ketamine than with ECT"), against it when it
+    favours the comparator ("ECT demonstrated more robust effects compared to ketamine"); a sentence
+    where both simply improved ("both ECT and ketamine reduced symptoms") is no vote."""
     if assertion.comparison != "better" or vote != "+":
         return vote
     lowered = finding.sentence.lower()
     favoured = stance_vocabulary().favours.search(lowered)
     if not favoured:
-        return vote
+        return None
     before = lowered[:favoured.start()]
     comparator_first = [before.rfind(t) for t in assertion.comparator_terms if t in before]
     drug_first = [before.rfind(d) for d in assertion.drugs or {"ketamine"} if d in before]
