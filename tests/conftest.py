@@ -33,3 +33,21 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="module")
+def site_kb(tmp_path_factory) -> Path:
+    """kb.db from the site fixtures (test_datasette_pages.build_site_kb), one per test module."""
+    from test_datasette_pages import build_site_kb
+
+    return build_site_kb(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(scope="module")
+def ds(site_kb):
+    """The site on site_kb as kb serve runs it: metadata, templates, plugins and limits."""
+    from datasette.app import Datasette
+    from test_datasette_pages import METADATA, PLUGINS, TEMPLATES
+
+    return Datasette(immutables=[str(site_kb)], metadata=METADATA, template_dir=str(TEMPLATES),
+                     plugins_dir=str(PLUGINS), settings={"sql_time_limit_ms": 1500, "max_returned_rows": 1000})

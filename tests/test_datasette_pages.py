@@ -180,15 +180,7 @@ class Served:
             self.process.stderr.close()
 
 
-@pytest.fixture(scope="module")
-def site_kb(tmp_path_factory) -> Path:
-    return build_site_kb(tmp_path_factory.mktemp("site"))
-
-
-@pytest.fixture(scope="module")
-def ds(site_kb) -> Datasette:
-    return Datasette(immutables=[str(site_kb)], metadata=METADATA, template_dir=str(TEMPLATES),
-                     plugins_dir=str(PLUGINS), settings={"sql_time_limit_ms": 1500, "max_returned_rows": 1000})
+# site_kb (build_site_kb's kb.db) and ds (the site on it, as kb serve runs it): tests/conftest.py.
 
 
 def get(ds: Datasette, path: str, **params):
@@ -272,6 +264,7 @@ def test_studies_facets_and_search(ds):
 
 QUERY_PARAMS = {
     "search": {"q": "dissociation"},
+    "new_studies": {"q": "dissociation", "indication": "", "design": "rct", "drug": ""},
     "studies_by_indication": {"indication": "trd", "design": "rct", "year_from": "2020", "year_to": ""},
     "indication_design_counts": {"indication": "Treatment-resistant depression"},
     "side_effects_in_rcts": {"drug": "ketamine", "route": "iv"},

@@ -66,7 +66,7 @@ def test_ris_records(fixtures):
     assert (first["volume"], first["issue"], first["pages"]) == ("23", "11", "1880-1887")
     assert second["pmid"] is None and second["doi"] == "10.1089/jpm.2020.0001"
     assert second["nct_ids"] == ["NCT01234567"]
-    assert second["pub_date"] == "2021-03"
+    assert second["pub_date"] == "2021-03-15"  # RIS dates are YYYY/MM/DD/
     assert len(result.errors) == 1 and "neither a PMID nor a DOI" in result.errors[0]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..records.citations import export_studies
 from ..records.spreadsheet import spreadsheet_safe
 from . import ClaimCheck, ClaimError, StudyResult, check_claim, validate_claim
 from .article import MAX_TEXT_CHARS, StatementCheck, check_statement, checkable_statements
@@ -112,7 +113,9 @@ class _Output:
                    "auto: hybrid when available, else full-text.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output (one object; an array with --file).")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV output: one row per study listed.")
-def check(claim, file, text_file, db_path, limit, mode, as_json, as_csv):
+@click.option("--ris", "as_ris", is_flag=True, help="The studies listed as RIS (Zotero, EndNote, Mendeley).")
+@click.option("--bibtex", "as_bibtex", is_flag=True, help="The studies listed as BibTeX, best first.")
+def check(claim, file, text_file, db_path, limit, mode, as_json, as_csv, as_ris, as_bibtex):
     """Find the studies that bear on a CLAIM, best evidence first, with the sentences that say so.
 
     Ranks studies by how well their sentences match the claim (words, and meaning when
@@ -140,8 +143,11 @@ def check(claim, file, text_file, db_path, limit, mode, as_json, as_csv):
         kb check --text blog-post.md
         kb check "relief can be permanent" --mode fts --db review.db
     """
-    if as_json and as_csv:
-        raise click.UsageError("choose one of --json and --csv")
+    if sum(map(bool, (as_json, as_csv, as_ris, as_bibtex))) > 1:
+        raise click.UsageError("choose one of --json, --csv, --ris and --bibtex")
+    citations = "ris" if as_ris else "bibtex" if as_bibtex else None
+    if citations and text_file is not None:
+        raise click.UsageError("--ris and --bibtex list the studies of CLAIM or --file, not --text")
     if sum(x is not None for x in (claim, file, text_file)) > 1:
         raise click.UsageError("give one of CLAIM, --file and --text")
     if text_file is not None:
@@ -162,6 +168,9 @@ def check(claim, file, text_file, db_path, limit, mode, as_json, as_csv):
         click.echo(f"Note: matching by meaning is off ({why_not}); claims are matched by words only.", err=True)
     elif index is not None and index.coverage < 0.999:
         click.echo(f"Note: {1 - index.coverage:.0%} of sentences have no current vector; run `kb embed`.", err=True)
+    if citations:
+        _write_citations(conn, claim, file, limit, index, citations)
+        return
     output = _Output(as_json, as_csv, many=file is not None)
     if file is None:
         try:
@@ -185,6 +194,28 @@ def check(claim, file, text_file, db_path, limit, mode, as_json, as_csv):
     output.close()
     if problems:
         sys.exit(1)
+
+
+def _write_citations(conn: sqlite3.Connection, claim: str | None, file: Path | None, limit: int, index: Any,
+                     fmt: str) -> None:
+    """kb check --ris / --bibtex: the studies listed for the claim (or every claim of --file) as citations,
+    each study once, best first; a bad line of --file is reported with its number and skipped."""
+    texts: list[str] = []
+    if file is None:
+        texts = [claim]
+    else:
+        for number, text, problem in _claim_lines(file):
+            if problem:
+                click.echo(f"Error: {file} line {number}: {problem}", err=True)
+            else:
+                texts.append(text)
+    ids: list[str] = []
+    for text in texts:
+        try:
+            ids += [s.pmid for s in check_claim(conn, text, limit=limit, vectors=index).results]
+        except ClaimError as exc:
+            _fail(f"{text[:60]!r}: {exc}")
+    click.echo(export_studies(conn, list(dict.fromkeys(ids)), fmt), nl=False)
 
 
 TEXT_CSV_COLUMNS = ["statement", "checked_as", "topics", "verdict", "reasons", "support_pmid", "support_citation",

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from ..records import ParseResult, empty_record, join_sections, split_inline_sections
-from ..records.text import clean_ws, nct_ids_in, normalise_doi, normalise_pmcid, parse_free_date, parse_id
+from ..records.text import (
+    clean_ws,
+    iso_date,
+    nct_ids_in,
+    normalise_doi,
+    normalise_pmcid,
+    parse_free_date,
+    parse_id,
+)
 
 _MEDLINE_LINE = re.compile(r"^([A-Z][A-Z0-9]{1,3})\s*-\s?(.*)$")
 _RIS_LINE = re.compile(r"^([A-Z][A-Z0-9])  -(?: (.*))?$")
@@ -199,7 +207,7 @@ def medline_record(fields: list[tuple[str, str]]) -> dict:
             record["authors"].append(author)
         elif tag == "AU":
             author["_has_au"] = True
-            author["initials"] = author["initials"] or value.rsplit(" ", 1)[-1]
+            author["initials"] = author["initials"] or _name_suffix(value, after_initials=True)[0].rsplit(" ", 1)[-1]
         elif tag == "AD" and author is not None:
             author["affiliations"].append(value)
         elif tag == "AUID" and author is not None and "ORCID" in value:
@@ -244,14 +252,31 @@ def _medline_author(tag: str, value: str) -> dict:
         author["_has_au"] = True
     elif tag == "FAU":
         last, _, fore = value.partition(",")
+        fore, author["suffix"] = _name_suffix(fore.strip())
         author["last_name"] = last.strip() or None
-        author["fore_name"] = fore.strip() or None
+        author["fore_name"] = fore or None
     else:
+        value, author["suffix"] = _name_suffix(value, after_initials=True)
         last, _, initials = value.rpartition(" ")
         author["last_name"] = last or value
         author["initials"] = initials if last else None
         author["_has_au"] = True
     return author
+
+
+# A name's generational suffix as PubMed writes it at the end of FAU and AU ("Smith, John A Jr",
+# "Smith JA Jr"). In AU a Roman numeral is a suffix only after initials ("Smith IV" is I. V. Smith).
+_SUFFIX = re.compile(r"^(.*\S)[ ,]+(Jr|Sr|2nd|3rd|4th|II|III|IV)\.?$")
+
+
+def _name_suffix(name: str, after_initials: bool = False) -> tuple[str, str | None]:
+    match = _SUFFIX.match(name)
+    if not match:
+        return name, None
+    rest, suffix = match.group(1).rstrip(","), match.group(2)
+    if after_initials and suffix[0] == "I" and not re.search(r"\s[A-Z]+$", rest):
+        return name, None
+    return rest, suffix
 
 
 def _medline_mesh(value: str) -> dict:
@@ -343,6 +368,7 @@ def _add_ris(result: ParseResult, fields: list[tuple[str, str]], number: int, es
 def ris_record(fields: list[tuple[str, str]]) -> dict:
     pmid = _ris_pmid(fields)
     record = empty_record(pmid, "ris")
+    end_pages = ""
     for tag, value in fields:
         if not value:
             continue
@@ -352,14 +378,20 @@ def ris_record(fields: list[tuple[str, str]]) -> dict:
             record["abstract_sections"] = split_inline_sections(value)
             record["abstract"] = join_sections(record["abstract_sections"])
         elif tag in ("AU", "A1"):
+            # RIS names are "Last, First, Suffix".
             last, _, fore = value.partition(",")
+            fore, _, suffix = fore.partition(",")
             record["authors"].append({
                 "last_name": last.strip() or None, "fore_name": fore.strip() or None,
-                "initials": None, "suffix": None, "collective_name": None, "orcid": None,
+                "initials": None, "suffix": suffix.strip() or None, "collective_name": None, "orcid": None,
                 "affiliations": [],
             })
-        elif tag in ("PY", "Y1", "DA") and record["year"] is None:
-            record["year"], record["pub_date"] = parse_free_date(value.replace("/", " "))
+        elif tag in ("PY", "Y1", "DA"):
+            year, pub_date = _ris_date(value)
+            # The most precise of PY, Y1 and DA (Zotero writes "PY - 2024" and "DA - 2024/08/15/").
+            if year is not None and (record["year"] is None or (
+                    year == record["year"] and len(pub_date or "") > len(record["pub_date"] or ""))):
+                record["year"], record["pub_date"] = year, pub_date
         elif tag in ("JF", "JO", "T2") and not record["journal"]:
             record["journal"] = clean_ws(value)
         elif tag in ("JA", "J2") and not record["iso_abbrev"]:
@@ -370,6 +402,8 @@ def ris_record(fields: list[tuple[str, str]]) -> dict:
             record["issue"] = value
         elif tag == "SP":
             record["pages"] = value
+        elif tag == "EP" and value.strip():
+            end_pages = value.strip()
         elif tag == "SN" and not record["issn"]:
             record["issn"] = value.split(" ")[0]
         elif tag == "DO" or (tag in ("UR", "L3") and "doi" in value.lower()):
@@ -380,11 +414,21 @@ def ris_record(fields: list[tuple[str, str]]) -> dict:
             record["languages"].append(value)
         elif tag == "C1" and record["authors"]:
             record["authors"][-1]["affiliations"].append(value)
+    if end_pages and record["pages"] and "-" not in record["pages"] and end_pages != record["pages"]:
+        record["pages"] = f"{record['pages']}-{end_pages}"
     record["nct_ids"] = nct_ids_in(" ".join(v for t, v in fields if t in ("N1", "M3", "AN")))
     record["databanks"] = [{"name": "ClinicalTrials.gov", "accession": n} for n in record["nct_ids"]]
     if record["pmid"] is None and not record["doi"]:
         raise ValueError(f"neither a PMID nor a DOI ({record['title'][:60]!r})")
     return record
+
+
+def _ris_date(value: str) -> tuple[int | None, str | None]:
+    """Year and partial ISO date of an RIS date: "2024/08/15/", "2024///", "2021 Mar" or free text."""
+    match = re.fullmatch(r"\s*([0-9]{4})(?:/([0-9]{1,2})?(?:/([0-9]{1,2})?(?:/.*)?)?)?\s*", value)
+    if match:
+        return iso_date(*match.groups())
+    return parse_free_date(value.replace("/", " "))
 
 
 def _ris_pmid(fields: list[tuple[str, str]]) -> int | None:

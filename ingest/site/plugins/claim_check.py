@@ -3,8 +3,9 @@
 Loaded by ``kb serve`` from ``--plugins-dir ingest/site/plugins``. The ranking is the pure
 ``ingest.claims.check_claim`` run on Datasette's own read-only connection (``db.execute_fn``).
 Hybrid ranking is used when the semantic extra and ``kb-vectors.db`` are there, else full-text,
-and the page says which. ``?_format=json`` returns the same result as JSON. Every piece of
-record text goes through the template's autoescape.
+and the page says which. ``?_format=json`` returns the same result as JSON, ``csv`` one row per
+study, and ``ris``, ``bibtex``, ``csljson`` or ``nbib`` the studies listed as citations (best first).
+Every piece of record text goes through the template's autoescape.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datasette.utils.asgi import Response
 
 from ingest.claims import ClaimError, check_claim
 from ingest.claims.results import CSV_COLUMNS, csv_rows
+from ingest.records.citations import FORMATS, export, file_name, read_studies
 
 DATABASE = "kb"
 MODES = ("auto", "fts", "hybrid")
@@ -97,10 +99,14 @@ async def claim_check_page(datasette, request) -> Response:
         if error or result is None:
             return Response.text(f"Error: {error or 'give a claim'}\n", status=400)
         return _csv_response(result)
+    if request.args.get("_format") in FORMATS:
+        if error or result is None:
+            return Response.text(f"Error: {error or 'give a claim'}\n", status=400)
+        return await _citations_response(db, result, request.args.get("_format"))
     html = await datasette.render_template(
         "claim_check.html",
         {"claim": claim, "mode": mode, "modes": [(m, MODE_LABELS[m]) for m in MODES], "mode_labels": RESULT_LABELS,
-         "limit": limit, "result": result, "error": error,
+         "limit": limit, "result": result, "error": error, "citation_formats": FORMATS,
          "note": note, "database": db.name if db is not None else DATABASE},
         request=request,
     )
@@ -114,3 +120,12 @@ def _csv_response(result) -> Response:
     writer.writerows(csv_rows(result))
     return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="claim-check.csv"'})
+
+
+async def _citations_response(db, result, fmt: str) -> Response:
+    """The studies listed (not the retracted ones set apart), best first, as RIS, BibTeX, CSL-JSON or MEDLINE."""
+    ids = [study.pmid for study in result.results]
+    records = await db.execute_fn(lambda conn: read_studies(conn, ids))
+    return Response(export(records, fmt), content_type=FORMATS[fmt].content_type,
+                    headers={"content-disposition": f'attachment; filename="{file_name("claim-check", fmt)}"'})
+
