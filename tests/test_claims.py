@@ -304,7 +304,7 @@ def test_auto_mode_without_a_vector_index_says_so(kb):
     (["check", "x", "--file", "f.txt"], "one of CLAIM, --file and --text"),
     (["check", "the of and"], "no searchable words"),
     (["check", "ketamine", "--db", "missing.db"], "no such database"),
-    (["check", "ketamine", "--json", "--csv"], "one of --json and --csv"),
+    (["check", "ketamine", "--json", "--csv"], "one of --json, --csv, --ris and --bibtex"),
     (["check", "ketamine", "--mode", "hybrid"], "hybrid ranking unavailable"),
     (["check", "--file", "missing.txt"], "cannot read"),
 ])

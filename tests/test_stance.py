@@ -293,3 +293,17 @@ def test_a_better_than_claim_needs_the_drug_favoured_over_the_comparator():
     assert judged(claim, ["Ketamine produced a greater reduction in depressive symptoms than ECT."]).label == "supports"
     assert judged(claim, ["ECT showed greater improvement in depressive symptoms compared to ketamine."]
                   ).label == "contradicts"
+
+
+def test_a_claim_that_something_blocks_the_effect_is_judged_on_the_sentences_naming_it():
+    claim = "Naltrexone abolishes the antidepressant effect of ketamine."
+    assert assertion(claim).modifier_terms == ["naltrexone"]
+    abstract = ("Patients received ketamine after naltrexone or placebo. Depression improved in both groups. "
+                "Naltrexone did not alter the antidepressant effect of ketamine.")
+    context = StudyContext(drugs=["ketamine"], indications=["mdd"], text=abstract.lower(),
+                           sentences=abstract.split(". "))
+    stance = study_stance(assertion(claim), [], [], context)
+    assert stance.label == "contradicts" and stance.sentence.startswith("Naltrexone did not alter")
+    other = StudyContext(drugs=["ketamine"], indications=["mdd"], text="ketamine improved depression.",
+                         sentences=["Ketamine improved depression."])
+    assert study_stance(assertion(claim), [], [], other).label == "neutral"

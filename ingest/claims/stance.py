@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from ..tagging.findings import Finding, Quantity, extract_findings, load_findings_vocabulary
-from ..tagging.sentences import Sentence
+from ..tagging.sentences import Sentence, split_sentences
 from .understand import claim_terms
 
 STANCES = ("supports", "contradicts", "mixed", "neutral")
@@ -64,6 +64,9 @@ class StanceVocabulary:
     early_words: re.Pattern
     favours: re.Pattern
     claim_timepoint: re.Pattern
+    modifies_effect: re.Pattern
+    effect_unchanged: re.Pattern
+    effect_blocked: re.Pattern
 
 
 def _any(patterns: list[str]) -> re.Pattern:
@@ -93,6 +96,9 @@ def stance_vocabulary() -> StanceVocabulary:
         relative_change=re.compile(data["relative_change"], re.I), timepoint=re.compile(data["timepoint"], re.I),
         early_words=_any(data["early_words"]), favours=re.compile(data["favours"], re.I),
         claim_timepoint=re.compile(data["claim_timepoint"], re.I),
+        modifies_effect=re.compile(data["modifies_effect"], re.I),
+        effect_unchanged=re.compile(data["effect_unchanged"], re.I),
+        effect_blocked=re.compile(data["effect_blocked"], re.I),
     )
 
 
@@ -117,6 +123,7 @@ class Assertion:
     populations: set[str] = field(default_factory=set)
     key_terms: list[str] = field(default_factory=list)  # what else the claim is about (a trial, a co-drug)
     timepoint_h: float | None = None  # the time the claim states its result at ("at day 7")
+    modifier_terms: list[str] = field(default_factory=list)  # "naltrexone" in "naltrexone blocks the effect"
 
     @property
     def quantitative(self) -> bool:
@@ -153,6 +160,7 @@ def read_claim(claim: str, tags: dict[str, list[str]] | None = None) -> Assertio
         assertion.required_routes = list(tags["route"])
     _read_comparison(claim, vocab, assertion)
     assertion.timepoint_h = _claim_timepoint(claim, vocab)
+    assertion.modifier_terms = _modifier_terms(claim, vocab, assertion)
     assertion.key_terms = _key_terms(claim, assertion)
     return assertion
 
@@ -306,14 +314,16 @@ class StudyContext:
     routes: list[str] = field(default_factory=list)
     indications: list[str] = field(default_factory=list)
     populations: list[str] = field(default_factory=list)
-    text: str = ""  # title and abstract
+    text: str = ""  # title and abstract, lower-cased
+    sentences: list[str] = field(default_factory=list)  # the abstract's sentences as written
 
     @classmethod
     def from_row(cls, row: dict | None) -> StudyContext:
         if not row:
             return cls()
         return cls(json_list(row.get("drugs")), json_list(row.get("routes")), json_list(row.get("indications")),
-                   json_list(row.get("populations")), f"{row.get('title') or ''} {row.get('abstract') or ''}".lower())
+                   json_list(row.get("populations")), f"{row.get('title') or ''} {row.get('abstract') or ''}".lower(),
+                   split_sentences(row.get("abstract") or ""))
 
 
 STUDY_CONTEXT_SQL = "select drugs, routes, indications, populations, title, abstract from studies where id = ?"
@@ -327,19 +337,25 @@ RARE_SHARE = 0.05  # a claim word in fewer than this share of studies names the 
 
 def keep_rare_terms(conn: Any, assertion: Assertion) -> Assertion:
     """Keep only the key terms that are rare in kb.db (a trial's name, a co-drug): common words
-    ("reduces", "regular") say nothing about which studies bear on the claim."""
+    ("reduces", "regular") say nothing about which studies bear on the claim. Of the modifier's
+    words ("opioid receptor blockade with naltrexone") the rare ones, or else the rarest, are kept."""
     total = conn.execute("select count(*) from studies").fetchone()[0] or 1
-    rare = []
-    for term in assertion.key_terms:
-        query = '"' + term.replace('"', '""') + '"'
-        try:
-            count = conn.execute("select count(*) from studies_fts where studies_fts match ?", (query,)).fetchone()[0]
-        except Exception:  # noqa: BLE001 - a term FTS cannot parse is not a key term
-            continue
-        if count / total < RARE_SHARE:
-            rare.append(term)
-    assertion.key_terms = rare
+    shares = {term: _share(conn, term, total) for term in {*assertion.key_terms, *assertion.modifier_terms}}
+    assertion.key_terms = [t for t in assertion.key_terms if shares[t] is not None and shares[t] < RARE_SHARE]
+    known = [t for t in assertion.modifier_terms if shares[t] is not None]
+    rare = [t for t in known if shares[t] < RARE_SHARE]
+    assertion.modifier_terms = rare or sorted(known, key=lambda t: shares[t])[:1]
     return assertion
+
+
+def _share(conn: Any, term: str, total: int) -> float | None:
+    """The share of studies whose title or abstract has ``term``; None when FTS cannot parse it."""
+    query = '"' + term.replace('"', '""') + '"'
+    try:
+        count = conn.execute("select count(*) from studies_fts where studies_fts match ?", (query,)).fetchone()[0]
+    except Exception:  # noqa: BLE001 - a term FTS cannot parse is not a key term
+        return None
+    return count / total
 
 
 def bears_on(assertion: Assertion, study: StudyContext) -> bool:
@@ -351,6 +367,8 @@ def bears_on(assertion: Assertion, study: StudyContext) -> bool:
     claimed = assertion.indications
     if claimed and not (claimed & set(study.indications)
                         or (claimed & _DEPRESSIONS and _DEPRESSIONS & set(study.indications))):
+        return False
+    if assertion.modifier_terms and study.text and not any(t in study.text for t in assertion.modifier_terms):
         return False
     if assertion.key_terms and study.text:
         present = sum(1 for term in assertion.key_terms
@@ -368,6 +386,8 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
         return Stance("neutral", reason="not about the claim's drug, population, condition or subject")
     if _treats_the_harm(assertion, study):
         return Stance("neutral", reason="the claimed harm is the condition the study treats")
+    if assertion.modifier_terms:
+        return _modifier_stance(assertion, study)
     relevant = _relevant(assertion, findings)
     qualified = _qualifier_stance(assertion, relevant, findings, quantities, study.routes)
     if qualified is not None:
@@ -393,6 +413,31 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
     if kinds == {"-"}:
         return Stance("contradicts", best.sentence, f"{_label(best)}")
     return Stance("mixed", best.sentence, "results differ by outcome, time point or subgroup")
+
+
+def _modifier_stance(assertion: Assertion, study: StudyContext) -> Stance:
+    """ "Naltrexone abolishes ketamine's antidepressant effect": the study's sentences that name the
+    modifier say whether the effect was blocked (supports) or left as it was (contradicts)."""
+    vocab = stance_vocabulary()
+    votes = []
+    for sentence in study.sentences:
+        lowered = sentence.lower()
+        if not any(t in lowered for t in assertion.modifier_terms):
+            continue
+        if vocab.effect_unchanged.search(lowered):
+            votes.append(("-", sentence))
+        elif vocab.effect_blocked.search(lowered):
+            votes.append(("+", sentence))
+    if not votes:
+        return Stance("neutral", reason="no result on what the modifier does")
+    kinds = {v for v, _ in votes}
+    # The last such sentence is the study's conclusion about it.
+    sentence = votes[-1][1]
+    if kinds == {"+"}:
+        return Stance("supports", sentence, f"{assertion.modifier_terms[0]} changed the effect")
+    if kinds == {"-"}:
+        return Stance("contradicts", sentence, f"{assertion.modifier_terms[0]} did not change the effect")
+    return Stance("mixed", sentence, "results differ by outcome or measure")
 
 
 def _treats_the_harm(assertion: Assertion, study: StudyContext) -> bool:
@@ -562,6 +607,16 @@ def _early_finding(assertion: Assertion, relevant: list[Finding]) -> Stance | No
         if not times and limit >= 24 and vocab.early_words.search(finding.sentence.lower()):
             return Stance("supports", finding.sentence, f"{_label(finding)}, stated as rapid")
     return None
+
+
+def _modifier_terms(claim: str, vocab: StanceVocabulary, assertion: Assertion) -> list[str]:
+    """The words naming what the claim says changes the drug's effect (before "blocks the ... effect")."""
+    match = vocab.modifies_effect.search(claim)
+    if not match:
+        return []
+    drug_words = {d.lower() for d in assertion.drugs} | {"ketamine", "esketamine", "arketamine"}
+    return [t for t in claim_terms(claim[:match.start()]) if t in claim[:match.start()].lower()
+            and t not in _QUALIFIER_WORDS and t not in drug_words and len(t) > 3][:4]
 
 
 def _claim_timepoint(claim: str, vocab: StanceVocabulary) -> float | None:
