@@ -14,8 +14,9 @@ A build that recovers must give exactly the kb.db of a clean run (nothing lost, 
 one that cannot complete must fail with one line on stderr, exit status 1, and leave the previous
 kb.db byte for byte.
 
-The CLI has no --timeout or --rate option: the client classes are wrapped (see ``fast_clients``) so
-a request that gets no answer times out after ``TIMEOUT`` seconds and nothing is rate limited.
+The client classes are wrapped (see ``fast_clients``) so that, whatever the CLI's --timeout and
+--rate defaults, a request that gets no answer times out after ``TIMEOUT`` seconds and nothing is
+rate limited: the suite stays fast.
 """
 
 from __future__ import annotations
