@@ -131,7 +131,7 @@ def test_faceted_search(web):
     page.fill("#_search", "dissociation")
     page.press("#_search", "Enter")
     page.wait_for_url(re.compile(r"_search=dissociation"))
-    facet = page.locator(".facet-info[data-column=designs] a", has_text="rct").first
+    facet = page.locator('.facet-info[data-column=designs] a[href*="designs__arraycontains=rct"]').first
     facet.click()
     page.wait_for_url(re.compile(r"designs__arraycontains=rct"))
     heading = page.locator("h3").filter(has_text="rows").first.inner_text()

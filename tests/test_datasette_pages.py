@@ -240,7 +240,7 @@ def test_site_metadata_attributions_and_defaults():
                 "clinicaltrials.gov/about-site/terms-conditions"):
         assert url in html
     studies = METADATA["databases"]["kb"]["tables"]["studies"]
-    arrays = {f["array"] for f in studies["facets"] if isinstance(f, dict) and "array" in f}
+    arrays = {f.get("tags") or f.get("array") for f in studies["facets"] if isinstance(f, dict)} - {None}
     assert {"designs", "drugs", "indications", "side_effects", "routes"} <= arrays and "year" in studies["facets"]
     assert {"ordered": "evidence_level_label"} in studies["facets"]
     assert studies["fts_table"] == "studies_fts" and studies["label_column"] == "title"

@@ -1,0 +1,271 @@
+"""The ``tags`` facet (plugins/tag_facets.py) counts and links exactly as Datasette's array facet.
+
+Both run on the same fixture kb.db, side by side: the site's metadata as it is, and the same
+metadata with the studies table's array facets switched to ``tags`` (the change issue 18 asks of
+metadata.yml; when metadata.yml has it already, the two are the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import sqlite3
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from datasette.app import Datasette
+from datasette.database import Database, QueryInterrupted
+from test_datasette_pages import METADATA, PLUGINS, TEMPLATES, build_site_kb, load_plugin
+
+TAG_FACETS = ("designs", "drugs", "indications", "side_effects", "routes", "populations", "mechanisms")
+# The studies page as users reach it: on-topic by default, every record, filtered, searched, both.
+VIEWS = [
+    "on_topic=1",
+    "_offtopic=1",
+    "on_topic=1&indications__arraycontains=trd",
+    "on_topic=1&designs__arraycontains=rct",
+    "on_topic=1&_search=dissociation",
+    "_offtopic=1&_search=ketamine&drugs__arraycontains=ketamine",
+    "on_topic=1&_search=nosuchwordanywhere",
+    "on_topic=1&_facet_size=2",
+]
+
+
+def with_tag_facets(metadata: dict) -> dict:
+    """metadata.yml with the studies table's array facets served by the tags facet."""
+    patched = copy.deepcopy(metadata)
+    studies = patched["databases"]["kb"]["tables"]["studies"]
+    studies["facets"] = [{"tags": f["array"]} if isinstance(f, dict) and f.get("array") in TAG_FACETS else f
+                         for f in studies["facets"]]
+    return patched
+
+
+def as_arrays(metadata: dict) -> dict:
+    """The same metadata with every tags facet back on Datasette's array facet (the reference)."""
+    reference = copy.deepcopy(metadata)
+    studies = reference["databases"]["kb"]["tables"]["studies"]
+    studies["facets"] = [{"array": f["tags"]} if isinstance(f, dict) and "tags" in f else f
+                         for f in studies["facets"]]
+    return reference
+
+
+def site(db: Path, metadata: dict, **settings) -> Datasette:
+    return Datasette(immutables=[str(db)], metadata=metadata, template_dir=str(TEMPLATES), plugins_dir=str(PLUGINS),
+                     settings={"sql_time_limit_ms": 1500, "max_returned_rows": 1000, "suggest_facets": False,
+                               **settings})
+
+
+def get(ds: Datasette, path: str):
+    return asyncio.run(ds.client.get(path, follow_redirects=True))
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory) -> Path:
+    return build_site_kb(tmp_path_factory.mktemp("facets"))
+
+
+@pytest.fixture(scope="module")
+def array_site(kb) -> Datasette:
+    return site(kb, as_arrays(METADATA))
+
+
+@pytest.fixture(scope="module")
+def tags_site(kb) -> Datasette:
+    return site(kb, with_tag_facets(METADATA))
+
+
+def facets(ds: Datasette, query: str) -> dict:
+    response = get(ds, f"/kb/studies.json?{query}")
+    assert response.status_code == 200, response.text[:500]
+    return response.json()["facet_results"]  # a facet that ran out of time is left out
+
+
+def comparable(facet: dict) -> dict:
+    """What must be equal between the two facets: values, counts, links, selection, truncation."""
+    return {"name": facet["name"], "truncated": facet["truncated"], "hideable": facet["hideable"],
+            "results": [(v["value"], v["count"], v["toggle_url"], v["selected"]) for v in facet["results"]]}
+
+
+def test_metadata_patch_switches_the_array_facets_only():
+    patched = with_tag_facets(METADATA)["databases"]["kb"]["tables"]["studies"]["facets"]
+    assert "year" in patched and {"ordered": "evidence_level_label"} in patched
+    names = [f["tags"] for f in patched if isinstance(f, dict) and "tags" in f]
+    assert {"designs", "drugs", "indications", "side_effects", "routes"} <= set(names)
+    assert not [f for f in patched if isinstance(f, dict) and "array" in f]
+
+
+@pytest.mark.parametrize("query", VIEWS)
+def test_counts_and_links_equal_the_array_facet(array_site, tags_site, query):
+    reference, ours = facets(array_site, query), facets(tags_site, query)
+    assert set(ours) == set(reference)  # every facet shown, none timed out
+    arrays = [name for name, f in reference.items() if f["type"] == "array"]
+    assert {"designs", "drugs", "indications", "side_effects", "routes"} <= set(arrays)
+    for name in arrays:
+        assert ours[name]["type"] == "tags"
+        assert comparable(ours[name]) == comparable(reference[name]), name
+    for name in set(reference) - set(arrays):  # year, evidence level: untouched
+        assert ours[name] == reference[name]
+
+
+def test_counts_are_the_rows_the_filter_selects(tags_site, kb):
+    """Each count is the number of rows its link shows: the JSON column, absent side effects not included."""
+    shown = facets(tags_site, "on_topic=1")
+    checked = 0
+    for name in ("designs", "side_effects", "indications"):
+        for value in shown[name]["results"]:
+            link = urlsplit(value["toggle_url"])
+            assert dict(parse_qsl(link.query))[f"{name}__arraycontains"] == value["value"]
+            assert link.path == "/kb/studies.json"
+            data = get(tags_site, f"{link.path}?{link.query}&_size=0&_nofacet=1").json()
+            assert data["filtered_table_rows_count"] == value["count"], (name, value["value"])
+            checked += 1
+    assert checked >= 5
+    conn = sqlite3.connect(kb)
+    absent_only = conn.execute(
+        "select count(*) from study_tags st join studies s on s.id = st.study_id where st.kind = 'side_effect' "
+        "and st.negated = 1 and s.on_topic = 1 and not exists (select 1 from json_each(s.side_effects) "
+        "where value = st.tag_id)").fetchone()[0]
+    conn.close()
+    assert absent_only, "the fixture has a side effect reported absent only"
+
+
+@pytest.mark.parametrize("column", ["populations", "mechanisms", "side_effects_absent", "publication_type_names",
+                                    "mesh_terms"])
+def test_any_array_column_by_hand(array_site, tags_site, column):
+    reference = facets(array_site, f"_offtopic=1&_facet_array={column}")[column]
+    ours = facets(tags_site, f"_offtopic=1&_facet_tags={column}")[column]
+    assert ours["hideable"] and (ours["results"] or column == "mechanisms")
+    assert [(v["value"], v["count"], v["selected"]) for v in ours["results"]] == \
+           [(v["value"], v["count"], v["selected"]) for v in reference["results"]]
+    assert "_facet_tags" not in ours["toggle_url"]
+
+
+def test_labels_are_the_tag_labels_and_links_the_array_filter(tags_site):
+    shown = facets(tags_site, "on_topic=1")
+    designs = {v["value"]: v for v in shown["designs"]["results"]}
+    assert designs["rct"]["label"] == "Randomised controlled trial"
+    assert "designs__arraycontains=rct" in designs["rct"]["toggle_url"]
+    html = get(tags_site, "/kb/studies?on_topic=1").text
+    facet = html.split('data-column="designs"', 1)[1].split("</div>", 1)[0]
+    assert 'designs__arraycontains=rct">Randomised controlled trial</a>' in facet
+    # A selected value: its label with a link that removes it.
+    selected = get(tags_site, "/kb/studies?on_topic=1&designs__arraycontains=rct").text
+    facet = selected.split('data-column="designs"', 1)[1].split("</div>", 1)[0]
+    assert "Randomised controlled trial &middot;" in facet and "designs__arraycontains" not in facet.split(
+        "Randomised controlled trial &middot;", 1)[1].split("</li>", 1)[0]
+
+
+def test_values_that_are_not_tags_show_as_themselves_escaped(kb):
+    ds = site(kb, with_tag_facets(METADATA))
+    data = get(ds, "/kb/trials.json?_facet_tags=conditions").json()
+    values = {v["value"]: v["label"] for v in data["facet_results"]["conditions"]["results"]}
+    assert values["Depression <b>bold</b>"] == "Depression <b>bold</b>"
+    html = get(ds, "/kb/trials?_facet_tags=conditions").text
+    assert "Depression &lt;b&gt;bold&lt;/b&gt;" in html and "Depression <b>bold</b>" not in html
+
+
+def test_duplicates_nulls_and_types_count_as_the_array_facet_does(tmp_path):
+    path = tmp_path / "odd.db"
+    conn = sqlite3.connect(path)
+    conn.execute("create table t (id integer primary key, arr text)")
+    arrays = [["a", "a", "b"], ["a"], [1, "1", 1], [None, None], [], None, ["b", "c", "a", "c"], [[1, 2], [1, 2]]]
+    conn.executemany("insert into t (arr) values (?)", [(None if a is None else json.dumps(a),) for a in arrays])
+    conn.commit()
+    conn.close()
+    ds = Datasette(immutables=[str(path)], plugins_dir=str(PLUGINS), settings={"suggest_facets": False})
+    reference = get(ds, "/odd/t.json?_facet_array=arr").json()["facet_results"]["arr"]["results"]
+    ours = get(ds, "/odd/t.json?_facet_tags=arr").json()["facet_results"]["arr"]["results"]
+    assert [(v["value"], v["count"]) for v in ours] == [(v["value"], v["count"]) for v in reference]
+    assert dict((v["value"], v["count"]) for v in ours)["a"] == 3
+
+
+def test_counts_are_kept_for_an_immutable_database(kb, monkeypatch):
+    ds = site(kb, with_tag_facets(METADATA))
+    first = facets(ds, "on_topic=1&indications__arraycontains=trd")
+    calls = []
+    original = Database.execute
+
+    async def counting(self, sql, *args, **kwargs):
+        if sql.startswith("with f as materialized"):
+            calls.append(sql)
+        return await original(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "execute", counting)
+    assert facets(ds, "on_topic=1&indications__arraycontains=trd") == first
+    assert calls == []
+    facets(ds, "on_topic=1&indications__arraycontains=mdd")
+    assert len(calls) == 1  # one query for every tags facet of the page
+
+
+def test_a_count_that_runs_out_of_time_is_reported_timed_out(kb, monkeypatch):
+    ds = site(kb, with_tag_facets(METADATA))
+    original = Database.execute
+
+    async def interrupted(self, sql, *args, **kwargs):
+        if sql.startswith("with f as materialized"):
+            raise QueryInterrupted(sqlite3.OperationalError("interrupted"), sql, {})
+        return await original(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "execute", interrupted)
+    shown = get(ds, "/kb/studies.json?on_topic=1").json()["facet_results"]
+    assert "year" in shown and not {"designs", "drugs", "indications", "side_effects", "routes"} & set(shown)
+    page = get(ds, "/kb/studies?on_topic=1")
+    assert page.status_code == 200
+    timed_out = page.text.split('class="facets-timed-out">These facets timed out: ', 1)[1].split("</p>", 1)[0]
+    assert {"designs", "drugs", "indications", "side_effects", "routes"} <= set(timed_out.split(", "))
+
+
+def test_counts_sql_reads_each_row_once():
+    module = load_plugin("tag_facets")
+    sql = module.counts_sql("select * from [studies] where on_topic = :p0", ["designs", "drugs"], 31)
+    assert sql.count("from (select * from [studies] where on_topic = :p0)") == 1
+    assert "materialized" in sql and "inner.*" not in sql and sql.count("limit 31") == 2
+
+
+def executed_sql(ds: Datasette, path: str, monkeypatch) -> list[tuple[str, dict]]:
+    """Every SQL statement (with its parameters) the page ran."""
+    seen = []
+    original = Database.execute
+
+    async def recording(self, sql, params=None, *args, **kwargs):
+        seen.append((sql, params))
+        return await original(self, sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "execute", recording)
+    assert get(ds, path).status_code == 200
+    monkeypatch.setattr(Database, "execute", original)
+    return seen
+
+
+def plan(kb: Path, sql: str, params) -> list[str]:
+    conn = sqlite3.connect(f"file:{kb}?mode=ro", uri=True)
+    try:
+        return [row[3] for row in conn.execute(f"explain query plan {sql}", params or {})]
+    finally:
+        conn.close()
+
+
+def test_the_default_studies_page_sorts_no_rows_and_counts_from_the_tag_index(kb, monkeypatch):
+    ds = site(kb, with_tag_facets(METADATA))
+    statements = executed_sql(ds, "/kb/studies?on_topic=1", monkeypatch)
+    main = [(sql, p) for sql, p in statements if sql.startswith("select ") and " from studies " in sql
+            and "order by" in sql and "limit 51" in sql]
+    assert len(main) == 1, [s for s, _ in statements]
+    steps = plan(kb, *main[0])
+    assert not [s for s in steps if "TEMP B-TREE" in s], steps  # year order from an index: no row is sorted
+    counts = [(sql, p) for sql, p in statements if sql.startswith("with f as materialized")]
+    assert len(counts) == 1
+    steps = plan(kb, *counts[0])
+    assert any("COVERING INDEX idx_studies_tag_columns" in s for s in steps), steps
+    assert not [s for s in steps if s.startswith("SCAN studies") and "COVERING" not in s], steps
+
+
+def test_a_column_that_cannot_be_counted_is_left_out(tags_site):
+    for query in ("_facet_tags=nosuchcolumn", "_facet_tags=title", "_facet_tags=title&_facet_tags=mesh_terms"):
+        response = get(tags_site, f"/kb/studies.json?on_topic=1&{query}")
+        assert response.status_code == 200, response.text[:300]
+        shown = response.json()["facet_results"]
+        assert {"designs", "drugs", "year"} <= set(shown) and "title" not in shown and "nosuchcolumn" not in shown
+        assert ("mesh_terms" in shown) == ("mesh_terms" in query)
