@@ -8,18 +8,17 @@ metadata.yml; when metadata.yml has it already, the two are the same).
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from bench_scale import original_metadata, patched_metadata
 from datasette.app import Datasette
 from datasette.database import Database, QueryInterrupted
 from test_datasette_pages import METADATA, PLUGINS, TEMPLATES, build_site_kb, load_plugin
 
-TAG_FACETS = ("designs", "drugs", "indications", "side_effects", "routes", "populations", "mechanisms")
 # The studies page as users reach it: on-topic by default, every record, filtered, searched, both.
 VIEWS = [
     "on_topic=1",
@@ -32,23 +31,6 @@ VIEWS = [
     "on_topic=1&_facet_size=2",
 ]
 
-
-def with_tag_facets(metadata: dict) -> dict:
-    """metadata.yml with the studies table's array facets served by the tags facet."""
-    patched = copy.deepcopy(metadata)
-    studies = patched["databases"]["kb"]["tables"]["studies"]
-    studies["facets"] = [{"tags": f["array"]} if isinstance(f, dict) and f.get("array") in TAG_FACETS else f
-                         for f in studies["facets"]]
-    return patched
-
-
-def as_arrays(metadata: dict) -> dict:
-    """The same metadata with every tags facet back on Datasette's array facet (the reference)."""
-    reference = copy.deepcopy(metadata)
-    studies = reference["databases"]["kb"]["tables"]["studies"]
-    studies["facets"] = [{"array": f["tags"]} if isinstance(f, dict) and "tags" in f else f
-                         for f in studies["facets"]]
-    return reference
 
 
 def site(db: Path, metadata: dict, **settings) -> Datasette:
@@ -68,12 +50,12 @@ def kb(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def array_site(kb) -> Datasette:
-    return site(kb, as_arrays(METADATA))
+    return site(kb, original_metadata(METADATA))
 
 
 @pytest.fixture(scope="module")
 def tags_site(kb) -> Datasette:
-    return site(kb, with_tag_facets(METADATA))
+    return site(kb, patched_metadata(METADATA))
 
 
 def facets(ds: Datasette, query: str) -> dict:
@@ -89,7 +71,7 @@ def comparable(facet: dict) -> dict:
 
 
 def test_metadata_patch_switches_the_array_facets_only():
-    patched = with_tag_facets(METADATA)["databases"]["kb"]["tables"]["studies"]["facets"]
+    patched = patched_metadata(METADATA)["databases"]["kb"]["tables"]["studies"]["facets"]
     assert "year" in patched and {"ordered": "evidence_level_label"} in patched
     names = [f["tags"] for f in patched if isinstance(f, dict) and "tags" in f]
     assert {"designs", "drugs", "indications", "side_effects", "routes"} <= set(names)
@@ -158,7 +140,7 @@ def test_labels_are_the_tag_labels_and_links_the_array_filter(tags_site):
 
 
 def test_values_that_are_not_tags_show_as_themselves_escaped(kb):
-    ds = site(kb, with_tag_facets(METADATA))
+    ds = site(kb, patched_metadata(METADATA))
     data = get(ds, "/kb/trials.json?_facet_tags=conditions").json()
     values = {v["value"]: v["label"] for v in data["facet_results"]["conditions"]["results"]}
     assert values["Depression <b>bold</b>"] == "Depression <b>bold</b>"
@@ -182,7 +164,7 @@ def test_duplicates_nulls_and_types_count_as_the_array_facet_does(tmp_path):
 
 
 def test_counts_are_kept_for_an_immutable_database(kb, monkeypatch):
-    ds = site(kb, with_tag_facets(METADATA))
+    ds = site(kb, patched_metadata(METADATA))
     first = facets(ds, "on_topic=1&indications__arraycontains=trd")
     calls = []
     original = Database.execute
@@ -200,7 +182,7 @@ def test_counts_are_kept_for_an_immutable_database(kb, monkeypatch):
 
 
 def test_a_count_that_runs_out_of_time_is_reported_timed_out(kb, monkeypatch):
-    ds = site(kb, with_tag_facets(METADATA))
+    ds = site(kb, patched_metadata(METADATA))
     original = Database.execute
 
     async def interrupted(self, sql, *args, **kwargs):
@@ -248,7 +230,7 @@ def plan(kb: Path, sql: str, params) -> list[str]:
 
 
 def test_the_default_studies_page_sorts_no_rows_and_counts_from_the_tag_index(kb, monkeypatch):
-    ds = site(kb, with_tag_facets(METADATA))
+    ds = site(kb, patched_metadata(METADATA))
     statements = executed_sql(ds, "/kb/studies?on_topic=1", monkeypatch)
     main = [(sql, p) for sql, p in statements if sql.startswith("select ") and " from studies " in sql
             and "order by" in sql and "limit 51" in sql]
