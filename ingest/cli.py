@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -39,6 +42,17 @@ def interrupted(message: str = "interrupted") -> None:
     sys.exit(EXIT_INTERRUPTED)
 
 
+@contextmanager
+def failures_reported(target: Path) -> Iterator[None]:
+    """A failed fetch, parse or write as one `Error:` line (exit 1); Ctrl-C as exit 130. kb.db is unchanged."""
+    try:
+        yield
+    except (BuildError, FetchError, NCBIError, ParseError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        interrupted(f"interrupted; {target} is left as it was")
+
+
 def report(stats: dict) -> None:
     """The run's warnings and totals; exit status 3 when it had problems (see EXIT_PROBLEMS)."""
     import json
@@ -64,6 +78,42 @@ def writer_options(command):
     return click.option(
         "--no-wait", is_flag=True,
         help="Fail at once (exit status 1) if another kb build or import is writing the database.")(command)
+
+
+def network_options(command):
+    """What `kb build` and `kb update` share: which sources, the PubMed search, and how to fetch."""
+    options = [
+        click.option("--source", "sources", multiple=True, type=click.Choice(SOURCES),
+                     help="Source to ingest (repeatable). Default: all three."),
+        click.option("--query", default=DEFAULT_QUERY, show_default=True, help="PubMed search to run."),
+        click.option("--api-key", envvar="NCBI_API_KEY",
+                     help="NCBI API key (10 requests/s instead of 3). Env: NCBI_API_KEY."),
+        click.option("--email", envvar="NCBI_EMAIL", help="Contact e-mail sent to NCBI. Env: NCBI_EMAIL."),
+        click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True, help="E-utilities base URL."),
+        click.option("--europepmc-url", default=europepmc.DEFAULT_BASE_URL, show_default=True,
+                     help="Europe PMC REST base URL."),
+        click.option("--clinicaltrials-url", default=clinicaltrials.DEFAULT_BASE_URL, show_default=True,
+                     help="ClinicalTrials.gov API v2 base URL."),
+        click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000),
+                     help="Records per efetch request."),
+        click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 20),
+                     help="Retries per request on 429/5xx, timeouts, dropped connections and bad answers "
+                          "(at most 2 when no connection can be made). Each retry is announced on stderr."),
+        click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0, 60),
+                     help="Back-off factor in seconds between retries."),
+        click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 600),
+                     help="Deadline in seconds of one request, from connecting to the last byte of the answer."),
+        click.option("--rate", type=click.FloatRange(0.01, 1000),
+                     help="Requests per second per source (default: each API's published limit)."),
+        click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Where fetched pages are kept until the build succeeds (default: .kb-checkpoint "
+                          "beside the database). An interrupted network build resumes from them."),
+        click.option("--no-resume", is_flag=True, help="Discard pages kept by an interrupted build and start over."),
+        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 class OneLineErrors(click.Group):
@@ -109,32 +159,7 @@ def cli() -> None:
               help="Database file to (re)build.")
 @click.option("--from-dir", type=click.Path(path_type=Path),
               help=f"Build offline from every file under DIR: {FORMAT_NAMES}.")
-@click.option("--source", "sources", multiple=True, type=click.Choice(SOURCES),
-              help="Source to ingest (repeatable). Default: all three.")
-@click.option("--query", default=DEFAULT_QUERY, show_default=True, help="PubMed search to run.")
-@click.option("--api-key", envvar="NCBI_API_KEY", help="NCBI API key (10 requests/s instead of 3). Env: NCBI_API_KEY.")
-@click.option("--email", envvar="NCBI_EMAIL", help="Contact e-mail sent to NCBI. Env: NCBI_EMAIL.")
-@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True, help="E-utilities base URL.")
-@click.option("--europepmc-url", default=europepmc.DEFAULT_BASE_URL, show_default=True,
-              help="Europe PMC REST base URL.")
-@click.option("--clinicaltrials-url", default=clinicaltrials.DEFAULT_BASE_URL, show_default=True,
-              help="ClinicalTrials.gov API v2 base URL.")
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000),
-              help="Records per efetch request.")
-@click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 20),
-              help="Retries per request on 429/5xx, timeouts, dropped connections and bad answers "
-                   "(at most 2 when no connection can be made). Each retry is announced on stderr.")
-@click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0, 60),
-              help="Back-off factor in seconds between retries.")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 600),
-              help="Deadline in seconds of one request, from connecting to the last byte of the answer.")
-@click.option("--rate", type=click.FloatRange(0.01, 1000),
-              help="Requests per second per source (default: each API's published limit).")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where fetched pages are kept until the build succeeds (default: .kb-checkpoint "
-                   "beside the database). An interrupted network build resumes from them.")
-@click.option("--no-resume", is_flag=True, help="Discard pages kept by an interrupted build and start over.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@network_options
 @writer_options
 def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
           batch_size, retries, backoff, timeout, rate, checkpoint_dir, no_resume, no_progress, no_wait, lock_timeout):
@@ -157,7 +182,7 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
     target = Path(db_path)
     sources = sources or SOURCES
     wait = 0 if no_wait else lock_timeout
-    try:
+    with failures_reported(target):
         if from_dir is not None:
             stats = builder.build_from_dir(target, from_dir, sources, progress, wait=wait)
         else:
@@ -178,36 +203,125 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
                                     "run again to resume)") from exc
                 raise
             cache.clear()
-    except (BuildError, FetchError, NCBIError, ParseError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        interrupted(f"interrupted; {target} is left as it was")
     report(stats)
 
 
 def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
-                  batch_size, options: dict, progress, cache: PageCache | None = None) -> Collected:
-    """Every record of every selected source, merged as it arrives.
+                  batch_size, options: dict, progress, cache: PageCache | None = None,
+                  since: dict[str, dt.date] | None = None) -> Collected:
+    """Every record of every selected source (changed since ``since[source]``), merged as it arrives.
 
     ``options``: retries, backoff, timeout and rate, shared by the three clients.
     """
     collected = Collected()
+    since = since or {}
+    clients = source_clients(sources, api_key, email, base_url, europepmc_url, clinicaltrials_url, options, cache)
+    if "pubmed" in clients:
+        pages = clients["pubmed"].fetch_batches(query, batch_size, progress, since=since.get("pubmed"))
+        collect_pages(pages, "pubmed", collected)
+    if "europepmc" in clients:
+        pages = clients["europepmc"].search_pages(progress=progress, since=since.get("europepmc"))
+        collect_pages(pages, "europepmc", collected)
+    if "clinicaltrials" in clients:
+        pages = clients["clinicaltrials"].pages(progress=progress, since=since.get("clinicaltrials"))
+        collect_pages(pages, "clinicaltrials", collected)
+    return collected
+
+
+def source_clients(sources, api_key, email, base_url, europepmc_url, clinicaltrials_url, options: dict,
+                   cache: PageCache | None = None) -> dict:
+    """One client per selected source, each with its own session (the clients do every retry)."""
 
     def client_options() -> dict:
         session = make_session()  # no retries of its own: the clients' retry policy does them all
         session.kb_cache = cache
         return {**options, "session": session}
 
+    clients: dict = {}
     if "pubmed" in sources:
-        client = PubMedClient(base_url=base_url, api_key=api_key, email=email, **client_options())
-        collect_pages(client.fetch_batches(query, batch_size, progress), "pubmed", collected)
+        clients["pubmed"] = PubMedClient(base_url=base_url, api_key=api_key, email=email, **client_options())
     if "europepmc" in sources:
-        epmc = europepmc.EuropePMCClient(base_url=europepmc_url, **client_options())
-        collect_pages(epmc.search_pages(progress=progress), "europepmc", collected)
+        clients["europepmc"] = europepmc.EuropePMCClient(base_url=europepmc_url, **client_options())
     if "clinicaltrials" in sources:
-        ctgov = clinicaltrials.ClinicalTrialsClient(base_url=clinicaltrials_url, **client_options())
-        collect_pages(ctgov.pages(progress=progress), "clinicaltrials", collected)
-    return collected
+        clients["clinicaltrials"] = clinicaltrials.ClinicalTrialsClient(base_url=clinicaltrials_url,
+                                                                        **client_options())
+    return clients
+
+
+@cli.command()
+@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
+              help="Existing database to bring up to date.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Fetch what changed from this day on (YYYY-MM-DD), instead of from the last "
+                   "successful build or update recorded in ingest_runs.")
+@click.option("--dry-run", is_flag=True, help="Only print how many records each source has changed; write nothing.")
+@network_options
+@writer_options
+def update(db_path, since, dry_run, sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
+           batch_size, retries, backoff, timeout, rate, checkpoint_dir, no_resume, no_progress, no_wait,
+           lock_timeout):
+    """Fetch only what changed since the last run and merge it into kb.db.
+
+    PubMed: records entered (edat) or revised (mdat) since then; Europe PMC: first indexed or
+    updated since then; ClinicalTrials.gov: studies whose last update was posted since then.
+    Changes are merged into a copy of kb.db, retagged, trials relinked, and the copy renamed
+    over kb.db, as imports are; every study keeps the first_seen it had. The window starts a day
+    before the last run began (the APIs filter by day; the overlap merges away).
+
+    \b
+    Examples:
+        kb update
+        kb update --dry-run
+        kb update --since 2026-11-01 --source pubmed
+    """
+    progress = not no_progress
+    target = Path(db_path)
+    sources = sources or SOURCES
+    if not target.exists():
+        fail(f"{target}: no such database (run `kb build` first)")
+    windows = update_windows(target, sources, since.date() if since else None)
+    options = {"retries": retries, "backoff": backoff, "timeout": timeout, "rate": rate}
+    with failures_reported(target):
+        if dry_run:
+            clients = source_clients(sources, api_key, email, base_url, europepmc_url, clinicaltrials_url, options)
+            for source, count in changed_counts(clients, query, windows).items():
+                click.echo(f"{source}: {count} changed since {windows[source].isoformat()}")
+            return
+        cache = PageCache(checkpoint_dir or target.resolve().parent / ".kb-checkpoint")
+        if no_resume:
+            cache.clear()
+        collected = fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
+                                  batch_size, options, progress, cache, since=windows)
+        stats = builder.import_into(target, collected, ",".join(sources), collected.files,
+                                    wait=0 if no_wait else lock_timeout, progress=progress, mode="update",
+                                    since=min(windows.values()), query=query if "pubmed" in sources else None)
+        cache.clear()
+    report(stats)
+
+
+def update_windows(target: Path, sources, since: dt.date | None) -> dict[str, dt.date]:
+    """The day each source's changes are fetched from: ``since``, else a day before its last fetch."""
+    if since is not None:
+        return dict.fromkeys(sources, since)
+    last = builder.last_fetched(target, sources)
+    never = [source for source, day in last.items() if day is None]
+    if never:
+        fail(f"{target}: no successful network build or update of {', '.join(never)} in ingest_runs; "
+             "pass --since YYYY-MM-DD (or --source for the others)")
+    return {source: day - dt.timedelta(days=1) for source, day in last.items()}
+
+
+def changed_counts(clients: dict, query: str, windows: dict[str, dt.date]) -> dict[str, str]:
+    """How many records each source would send (one small request per source and date kind)."""
+    counts: dict[str, str] = {}
+    if "pubmed" in clients:
+        by_kind = clients["pubmed"].count_changes(query, windows["pubmed"])
+        counts["pubmed"] = ", ".join(f"{n} {label}" for label, n in by_kind.items())
+    if "europepmc" in clients:
+        counts["europepmc"] = str(clients["europepmc"].count(since=windows["europepmc"]))
+    if "clinicaltrials" in clients:
+        counts["clinicaltrials"] = str(clients["clinicaltrials"].count(since=windows["clinicaltrials"]))
+    return counts
 
 
 @cli.command(name="import")
@@ -374,6 +488,7 @@ def tag_text(input, output):
 # Subcommands that live beside their stage.
 from .claims.cli import check, embed  # noqa: E402
 from .site.cli import serve  # noqa: E402
+from .site.publish import package, publish  # noqa: E402
 
-for command in (check, embed, serve):
+for command in (check, embed, serve, package, publish):
     cli.add_command(command)

@@ -77,7 +77,9 @@ def test_the_studies_feed_is_the_page_newest_first(ds):
     first = entries(root)[0]
     assert first.findtext("a:id", namespaces=NS) == "https://pubmed.ncbi.nlm.nih.gov/39000001/"
     assert link_of(first) == "http://localhost/kb/studies/39000001"
-    assert first.findtext("a:updated", namespaces=NS) == "2024-08-15T00:00:00+00:00"
+    # Updated: when kb.db first had the study; published: its publication date.
+    first_seen = rows(ds, "/kb/studies.json", id="39000001")[0]["first_seen"]
+    assert first.findtext("a:updated", namespaces=NS) == dt.datetime.fromisoformat(first_seen).isoformat()
     assert first.findtext("a:published", namespaces=NS) == "2024-08-15T00:00:00+00:00"
     assert [a.text for a in first.findall("a:author/a:name", NS)] == [
         "Nguyen, Thi Mai", "O'Brien, Seán, Jr", "ESKETINTRANASAL Study Group"]
@@ -168,12 +170,12 @@ def test_markup_a_query_writes_is_flattened_to_text(ds):
 
 def test_feeds_are_offered_where_rows_name_studies(ds):
     page = get(ds, "/kb/studies", designs__arraycontains="rct").text
-    feed_url = "/kb/studies.atom?designs__arraycontains=rct&amp;on_topic=1&amp;_sort_desc=pub_date"
+    feed_url = "/kb/studies.atom?designs__arraycontains=rct&amp;on_topic=1&amp;_sort_desc=first_seen"
     assert ('<link rel="alternate" type="application/atom+xml" title="New studies matching this page" '
             f'href="{feed_url}">') in page
     assert f'class="kb-feed" href="{feed_url}"' in page
     sorted_page = get(ds, "/kb/studies", _sort="title", on_topic="1").text
-    assert 'href="/kb/studies.atom?on_topic=1&amp;_sort_desc=pub_date"' in sorted_page  # its own sort replaced
+    assert 'href="/kb/studies.atom?on_topic=1&amp;_sort_desc=first_seen"' in sorted_page  # its own sort replaced
     search = get(ds, "/kb/search", q="esketamine suicidal").text
     assert 'class="kb-feed" href="/kb/new_studies.atom?q=esketamine+suicidal"' in search
     assert 'type="application/atom+xml" title="New studies matching this query" href="/kb/new_studies.atom?q=' in search

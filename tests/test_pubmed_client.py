@@ -145,13 +145,14 @@ def test_search_above_9999_hits_is_sliced_by_date(httpserver):
     httpserver.expect_request("/esearch.fcgi").respond_with_handler(esearch)
     client = make_client(httpserver)
     plan = client.plan("ketamine")
-    total = sum(result.count for _, _, result in plan)
+    total = sum(piece.result.count for piece in plan)
     assert total > ESEARCH_WINDOW
     assert total == 2 * (dt.date(2021, 12, 31) - dt.date(2000, 1, 1)).days + 2
-    assert all(result.count <= ESEARCH_WINDOW for _, _, result in plan)
+    assert all(piece.result.count <= ESEARCH_WINDOW for piece in plan)
+    assert {piece.datetype for piece in plan} == {"pdat"}
     # Slices are contiguous and never overlap.
     spans = [(dt.datetime.strptime(a, "%Y/%m/%d").date(), dt.datetime.strptime(b, "%Y/%m/%d").date())
-             for a, b, _ in plan]
+             for _, a, b, _ in plan]
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert start == end + dt.timedelta(days=1)
 

@@ -43,6 +43,29 @@ def previous_runs(target: Path) -> list[dict]:
         return []
 
 
+# Runs that asked a source's server for everything (or everything new): `kb update` continues from them.
+NETWORK_MODES = ("network", "update")
+
+
+def last_fetched(target: Path, sources: Iterable[str]) -> dict[str, dt.date | None]:
+    """For each source, the day the last successful network build or update of ``target`` started.
+
+    Days, not moments: the sources' date filters are days, and a day's overlap is merged away.
+    """
+    days: dict[str, dt.date | None] = dict.fromkeys(sources)
+    for run in previous_runs(target):
+        if run.get("mode") not in NETWORK_MODES or not str(run.get("status") or "").startswith("ok"):
+            continue
+        try:
+            day = dt.datetime.fromisoformat(run["started"]).date()
+        except (TypeError, ValueError):
+            continue
+        for source in str(run.get("source") or "").split(","):
+            if source in days and (days[source] is None or day > days[source]):
+                days[source] = day
+    return days
+
+
 def write_fresh(db: sqlite_utils.Database, collected: Collected, prederived: Prederiver,
                 progress: bool = False) -> int:
     """Bulk-write merged records, and what the derivers compute from them, into an empty schema."""
@@ -83,6 +106,31 @@ def write_fresh(db: sqlite_utils.Database, collected: Collected, prederived: Pre
                 flush()
         flush()
     return written
+
+
+def carry_first_seen(db: sqlite_utils.Database, target: Path, now: str) -> None:
+    """Each study's ``first_seen`` from the kb.db being replaced (a rebuild is not news); else ``now``.
+
+    Read by SQL through ATTACH, so memory does not grow with the corpus.
+    """
+    attached = False
+    if target.exists():  # only read, under the writer lock (plain path: this connection has no URIs)
+        db.execute("attach database ? as previous", [str(target)])
+        attached = True
+    try:
+        try:
+            old_columns = ({row[1] for row in db.execute("pragma previous.table_info(studies)")}
+                           if attached else set())
+        except sqlite3.Error:
+            old_columns = set()  # not a readable database: every study is new
+        with db.atomic():
+            if "first_seen" in old_columns:
+                db.execute("update studies set first_seen = (select p.first_seen from previous.studies p "
+                           "where p.id = studies.id)")
+            db.execute("update studies set first_seen = ? where first_seen is null", [now])
+    finally:
+        if attached:
+            db.execute("detach database previous")
 
 
 def _insert_rows(db: sqlite_utils.Database, table: str, rows: list[dict]) -> None:
@@ -127,6 +175,7 @@ def build(
         create_schema(db, fts=False)
         pause_point("schema")
         written = write_fresh(db, collected, early, progress)
+        carry_first_seen(db, target, started)
         pause_point("written")
         trials = list(collected.trials.items())
         write_trials(db, [trial for _, trial in trials], early.trial_tags(trials), tagged=bool(derivers))
@@ -162,17 +211,22 @@ def import_into(
     derivers: list | None = None,
     wait: float = DEFAULT_LOCK_WAIT,
     progress: bool = False,
+    mode: str = "import",
+    since: dt.date | None = None,
+    query: str | None = None,
 ) -> dict:
     """Merge ``collected`` into an existing kb.db (atomically: copy, change, rename, under the writer lock).
 
     ``progress``: a bar on stderr, when it is a terminal, while the studies are merged, tagged and written.
+    ``mode="update"`` (`kb update`, changes fetched ``since`` a day): nothing new is not an error;
+    the run is still recorded, so the next update starts from it.
     """
     from tqdm import tqdm
 
     derivers = default_derivers() if derivers is None else derivers
     if not target.exists():
         raise BuildError(f"{target}: no such database (run `kb build` first)")
-    if not collected.records and not collected.deleted and not collected.trials:
+    if not collected.records and not collected.deleted and not collected.trials and mode != "update":
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
     started = _now()
@@ -195,14 +249,15 @@ def import_into(
         for hook in after_write or []:
             hook(db, touched)
         stats = _record_run(
-            db, [], source, "import", None, inputs, started, collected, len(touched), deleted
+            db, [], source, mode, query, inputs, started, collected, len(touched), deleted,
+            since.isoformat() if since else None,
         )
         optimise(db)
     return stats
 
 
 def _record_run(
-    db, history, source, mode, query, inputs, started, collected, written, deleted
+    db, history, source, mode, query, inputs, started, collected, written, deleted, since=None
 ) -> dict:
     if history:
         db["ingest_runs"].insert_all(history, pk="id", replace=True)
@@ -220,6 +275,8 @@ def _record_run(
         "studies_deleted": deleted,
         "studies_total": total,
         "errors": json.dumps(collected.errors),
+        "source_counts": json.dumps(dict(sorted(collected.by_source.items()))),
+        "since": since,
     }
     db["ingest_runs"].insert(run)
     return run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ class Collected:
     deleted: set[int] = field(default_factory=set)
     files: list[str] = field(default_factory=list)
     parsed: int = 0
+    # Records (and trials) read, by the source that produced them: a run's per-source counts.
+    by_source: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     trials: dict[str, dict] = field(default_factory=dict)
     by_doi: dict[str, str] = field(default_factory=dict)
@@ -38,6 +41,7 @@ class Collected:
 
     def add(self, record: dict) -> None:
         self.parsed += 1
+        self.by_source[(record.get("sources") or ["unknown"])[0]] += 1
         key = study_id_for(record)
         if record.get("pmid"):
             self.deleted.discard(record["pmid"])
@@ -94,6 +98,7 @@ class Collected:
         return not (record.get("pmid") and other.get("pmid") and record["pmid"] != other["pmid"])
 
     def add_trial(self, trial: dict) -> None:
+        self.by_source["clinicaltrials"] += 1
         previous = self.trials.get(trial["nct_id"])
         self.trials[trial["nct_id"]] = merged = merge_trials(previous, trial) if previous else trial
         if self.watcher:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 4  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
-#                     4: findings, finding_quantities
+SCHEMA_VERSION = 5  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
+#                     4: findings, finding_quantities; 5: entry_date, first_seen, ingest_runs.source_counts
 
 STUDIES = {
     "id": str,
@@ -30,6 +30,10 @@ STUDIES = {
     "year": int,
     "pub_date": str,
     "medline_date": str,
+    # When the study entered PubMed (or Europe PMC), and when this kb.db first held it: kept
+    # across rebuilds and updates (the feeds and "new since" queries read it).
+    "entry_date": str,
+    "first_seen": str,
     "languages": str,
     "keywords": str,
     "publication_type_names": str,
@@ -280,10 +284,12 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
                 "id": int, "source": str, "mode": str, "query": str, "inputs": str,
                 "started": str, "finished": str, "status": str, "records_parsed": int,
                 "studies_written": int, "studies_deleted": int, "studies_total": int,
-                "errors": str,
+                "errors": str, "source_counts": str, "since": str,
             },
             pk="id",
         )
+    else:
+        _add_missing_columns(db, "ingest_runs", {"source_counts": str, "since": str})
     if "tag_kinds" not in db.table_names():
         db["tag_kinds"].create({"id": str, "label": str, "description": str}, pk="id")
     if "tags" not in db.table_names():

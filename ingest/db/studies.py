@@ -7,6 +7,7 @@ really disappears. Reading reconstructs the same dict, so a later import can mer
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zlib
 
@@ -55,6 +56,11 @@ def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def first_seen_now() -> str:
+    """A study's ``first_seen`` stamp: this moment, UTC, to the second."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
 def study_row(study_id: str, record: dict) -> dict:
     authors = record.get("authors") or []
     first = authors[0] if authors else {}
@@ -75,6 +81,7 @@ def study_row(study_id: str, record: dict) -> dict:
         "year": record.get("year"),
         "pub_date": record.get("pub_date"),
         "medline_date": record.get("medline_date"),
+        "entry_date": record.get("entry_date"),
         "languages": _json(record.get("languages") or []),
         "keywords": _json(record.get("keywords") or []),
         "publication_type_names": _json([p["name"] for p in record.get("publication_types") or []]),
@@ -181,8 +188,10 @@ def write_record(db: sqlite_utils.Database, study_id: str, record: dict, deriver
 
     ``by_source``: the records by source ``record`` was merged from, kept for later imports.
     """
+    first_seen = db.execute("select first_seen from studies where id = ?", [study_id]).fetchone()
     delete_children(db, study_id)
     row = study_row(study_id, record)
+    row["first_seen"] = (first_seen[0] if first_seen else None) or first_seen_now()
     tables = child_rows(study_id, record)
     if by_source and len(by_source) > 1:
         tables["source_records"] = source_record_rows(study_id, {s: pack_record(r) for s, r in by_source.items()})
@@ -240,6 +249,7 @@ def read_record(db: sqlite_utils.Database, study_id: str) -> dict | None:
         "is_preprint": None if row["is_preprint"] is None else bool(row["is_preprint"]),
         "pub_date": row["pub_date"],
         "medline_date": row["medline_date"],
+        "entry_date": row.get("entry_date"),
         "languages": json.loads(row["languages"] or "[]"),
         "keywords": json.loads(row["keywords"] or "[]"),
         "nct_ids": json.loads(row["nct_ids"] or "[]"),

@@ -19,6 +19,8 @@ key                        value
 ``year``                   int or None
 ``pub_date``               ISO ``YYYY[-MM[-DD]]`` or None
 ``medline_date``           PubMed's free-text ``MedlineDate`` as written, or None
+``entry_date``             ISO ``YYYY-MM-DD`` the record entered its source (PubMed's Entrez date,
+                           Europe PMC's first index date), or None
 ``languages``              list of strings (``"eng"``)
 ``authors``                list of ``{"last_name", "fore_name", "initials", "suffix",
                            "collective_name", "orcid", "affiliations": [str]}``
@@ -218,7 +220,7 @@ def empty_record(pmid: int | None, source: str) -> dict:
     return {
         "pmid": pmid, "pmid_version": None, "title": "", "abstract": "", "abstract_sections": [],
         "journal": "", "iso_abbrev": "", "issn": "", "volume": "", "issue": "", "pages": "",
-        "year": None, "pub_date": None, "medline_date": None, "languages": [], "authors": [],
+        "year": None, "pub_date": None, "medline_date": None, "entry_date": None, "languages": [], "authors": [],
         "publication_types": [], "mesh": [], "chemicals": [], "keywords": [], "databanks": [],
         "nct_ids": [], "comments_corrections": [], "doi": None, "pmcid": None,
         "sources": [source],

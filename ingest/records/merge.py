@@ -85,6 +85,8 @@ def merge_records(old: dict, new: dict) -> dict:
     for name in ID_FIELDS:
         merged[name] = old.get(name) or new.get(name)
     _merge_date(merged, old, new)
+    entry_dates = [d for d in (old.get("entry_date"), new.get("entry_date")) if d]
+    merged["entry_date"] = min(entry_dates) if entry_dates else None  # the first source to list it
     _merge_abstract(merged, old, new)
     for name, key in UNION_FIELDS.items():
         merged[name] = _union(old.get(name) or [], new.get(name) or [], key)

@@ -25,20 +25,35 @@ def sql_threads(cpus: int | None = None) -> int:
     return min(32, max(8, 4 * cpus))
 
 
+def serve_settings(cpus: int | None = None) -> dict[str, str]:
+    """Datasette's settings for the site: what `kb serve` runs with and `kb package`/`kb publish` ship.
+
+    ``cpus`` is the serving machine's (this one's when None): it sizes the SQL thread pool.
+    """
+    return {
+        "num_sql_threads": str(sql_threads(cpus)),
+        # A streamed CSV (`_stream=1`) stops here with a last line saying so (Datasette's limit).
+        "max_csv_mb": "100",
+        "sql_time_limit_ms": "1500",
+        "max_returned_rows": "1000",
+        "facet_time_limit_ms": "500",
+        "default_page_size": "50",
+        # Facet suggestions scan every column on every table page: seconds at 100k studies.
+        "suggest_facets": "off",
+        "truncate_cells_html": "300",
+    }
+
+
+def setting_options(settings: dict[str, str]) -> list[str]:
+    """``--setting NAME VALUE`` for each setting, as `datasette serve` takes them."""
+    return [part for name, value in settings.items() for part in ("--setting", name, value)]
+
+
 def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -> list[str]:
     args = [
         sys.executable, "-m", "datasette", "serve", "-i", str(db_path),
         "--host", host, "--port", str(port),
-        "--setting", "num_sql_threads", str(sql_threads()),
-        # A streamed CSV (`_stream=1`) stops here with a last line saying so (Datasette's limit).
-        "--setting", "max_csv_mb", "100",
-        "--setting", "sql_time_limit_ms", "1500",
-        "--setting", "max_returned_rows", "1000",
-        "--setting", "facet_time_limit_ms", "500",
-        "--setting", "default_page_size", "50",
-        # Facet suggestions scan every column on every table page: seconds at 100k studies.
-        "--setting", "suggest_facets", "off",
-        "--setting", "truncate_cells_html", "300",
+        *setting_options(serve_settings()),
         "--template-dir", str(TEMPLATES_DIR),
         "--plugins-dir", str(PLUGINS_DIR),
     ]

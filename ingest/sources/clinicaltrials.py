@@ -7,6 +7,7 @@ Missing scalar values are ``None`` and missing lists ``[]``, whichever modules a
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -209,6 +210,11 @@ def check_trials_body(content: bytes) -> dict:
     return payload
 
 
+def updated_since_filter(since: dt.date) -> str:
+    """The v2 API's Essie filter for studies whose last update was posted on or after ``since``."""
+    return f"AREA[LastUpdatePostDate]RANGE[{since.isoformat()},MAX]"
+
+
 class ClinicalTrialsClient(JsonApiClient):
     """ClinicalTrials.gov API v2 client with retries, rate limiting and pageToken paging."""
 
@@ -219,14 +225,27 @@ class ClinicalTrialsClient(JsonApiClient):
     def __init__(self, base_url: str = DEFAULT_BASE_URL, **options):
         super().__init__(base_url, **options)
 
+    def count(self, query_intr: str = DEFAULT_INTERVENTION_QUERY, since: dt.date | None = None) -> int:
+        """How many studies match (updated from ``since``): one page of one study."""
+        params = {"query.intr": query_intr, "pageSize": 1, "format": "json", "countTotal": "true"}
+        if since is not None:
+            params["filter.advanced"] = updated_since_filter(since)
+        _, page = self.get_page(params)
+        return json_int(page.get("totalCount")) or 0
+
     def pages(self, query_intr: str = DEFAULT_INTERVENTION_QUERY, page_size: int = MAX_PAGE_SIZE,
-              progress: bool = True) -> Iterator[bytes]:
-        """Yield raw JSON pages covering every study whose interventions match ``query_intr``."""
+              progress: bool = True, since: dt.date | None = None) -> Iterator[bytes]:
+        """Yield raw JSON pages covering every study whose interventions match ``query_intr``.
+
+        ``since``: only studies whose last update was posted from that day on (`kb update`).
+        """
         from tqdm import tqdm
 
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, not {page_size}")
         base = {"query.intr": query_intr, "pageSize": page_size, "format": "json"}
+        if since is not None:
+            base["filter.advanced"] = updated_since_filter(since)
         token: str | None = None
         followed: set[str] = set()
         with tqdm(total=0, unit="trial", desc="ClinicalTrials.gov", disable=not progress) as bar:

@@ -7,6 +7,7 @@ Fetching and parsing are kept apart: :class:`EuropePMCClient` yields raw JSON pa
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -128,6 +129,7 @@ def parse_result(result: dict) -> dict:
         ],
         "doi": normalise_doi(_text(result.get("doi"))),
         "pmcid": normalise_pmcid(_text(result.get("pmcid")) or (ident if source == "PMC" else None)),
+        "entry_date": _iso_day(result.get("firstIndexDate")),
         "sources": [SOURCE_NAME],
         "source_id": f"{source}:{ident}",
         "europepmc_source": source,
@@ -241,6 +243,12 @@ def _dates(result: dict, journal_info: dict) -> tuple[int | None, str | None, st
     return (year, f"{year:04d}", None) if year else (None, None, None)
 
 
+def _iso_day(value) -> str | None:
+    """A YYYY-MM-DD date as given, else None (Europe PMC's dates are ISO days)."""
+    match = _ISO_DATE.fullmatch(_text(value))
+    return match.group(0) if match and len(match.group(0)) == 10 else None
+
+
 def _author(author: dict) -> dict:
     ids = author.get("authorId")
     orcid = None
@@ -338,6 +346,12 @@ def check_europepmc_body(content: bytes) -> dict:
     return payload
 
 
+def changed_since_query(query: str, since: dt.date, until: dt.date | None = None) -> str:
+    """``query`` limited to records first indexed (FIRST_IDATE) or updated (UPDATE_DATE) in a window."""
+    window = f"[{since.isoformat()} TO {(until or dt.date.today()).isoformat()}]"
+    return f"({query}) AND (FIRST_IDATE:{window} OR UPDATE_DATE:{window})"
+
+
 class EuropePMCClient(JsonApiClient):
     """Europe PMC REST search client with retries, rate limiting and cursor paging."""
 
@@ -348,11 +362,23 @@ class EuropePMCClient(JsonApiClient):
     def __init__(self, base_url: str = DEFAULT_BASE_URL, **options):
         super().__init__(base_url, **options)
 
+    def count(self, query: str = DEFAULT_QUERY, since: dt.date | None = None) -> int:
+        """How many results ``query`` has (first indexed or updated from ``since``): one small page."""
+        if since is not None:
+            query = changed_since_query(query, since)
+        _, page = self.get_page({"query": query, "resultType": "idlist", "format": "json", "pageSize": 1})
+        return json_int(page.get("hitCount")) or 0
+
     def search_pages(self, query: str = DEFAULT_QUERY, page_size: int = MAX_PAGE_SIZE,
-                     progress: bool = True) -> Iterator[bytes]:
-        """Yield raw JSON pages covering every result of ``query``, following nextCursorMark."""
+                     progress: bool = True, since: dt.date | None = None) -> Iterator[bytes]:
+        """Yield raw JSON pages covering every result of ``query``, following nextCursorMark.
+
+        ``since``: only records first indexed or updated from that day on (`kb update`).
+        """
         from tqdm import tqdm
 
+        if since is not None:
+            query = changed_since_query(query, since)
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, not {page_size}")
         cursor, followed = "*", {"*"}

@@ -181,6 +181,9 @@ def medline_record(fields: list[tuple[str, str]]) -> dict:
             record["year"], record["pub_date"] = parse_free_date(value)
             if not re.fullmatch(r"\d{4}( [A-Z][a-z]{2}( \d{1,2})?)?", value):
                 record["medline_date"] = value
+        elif tag == "EDAT":  # "2024/08/15 06:00": when the record entered PubMed
+            day = re.match(r"(\d{4})/(\d{2})/(\d{2})", value)
+            record["entry_date"] = "-".join(day.groups()) if day else None
         elif tag == "JT":
             record["journal"] = value
         elif tag == "TA":

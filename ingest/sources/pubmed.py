@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -174,12 +175,27 @@ def parse_article(article) -> dict:
         ],
         "doi": _doi(article, art),
         "pmcid": _article_id(article, "pmc"),
+        "entry_date": _entry_date(article),
         "sources": ["pubmed"],
     }
     record["nct_ids"] = [
         d["accession"] for d in record["databanks"] if d["name"].lower().startswith("clinicaltrials")
     ]
     return record
+
+
+def _entry_date(article) -> str | None:
+    """When the record entered PubMed (its Entrez date, `[edat]`), as YYYY-MM-DD."""
+    for status in ("entrez", "pubmed"):
+        date = article.find(f"PubmedData/History/PubMedPubDate[@PubStatus='{status}']")
+        if date is None:
+            continue
+        parts = [element_text(date.find(name)) for name in ("Year", "Month", "Day")]
+        if all(part.isdigit() for part in parts):
+            year, month, day = (int(part) for part in parts)
+            if 1 <= month <= 12 and 1 <= day <= 31:
+                return f"{year:04d}-{month:02d}-{day:02d}"
+    return None
 
 
 def _version(value: str | None) -> int:
@@ -382,6 +398,19 @@ class SearchResult:
     query_key: str | None
 
 
+class Slice(NamedTuple):
+    """One esearch to page through: its date window (of ``datetype``) and what NCBI answered."""
+
+    datetype: str
+    mindate: str | None
+    maxdate: str | None
+    result: SearchResult
+
+
+# What `kb update` asks for: records entered (edat) or modified (mdat) since the last run.
+CHANGE_DATETYPES = ("edat", "mdat")
+
+
 class PubMedClient(ApiClient):
     """E-utilities client honouring NCBI's rate limits and usage policy."""
 
@@ -414,65 +443,81 @@ class PubMedClient(ApiClient):
         return self.get(endpoint, params, lambda body: check_ncbi_body(body, expect),
                         use_cache=cache_key is not None, cache_key=cache_key)
 
-    def search(self, term: str, mindate: str | None = None, maxdate: str | None = None) -> SearchResult:
-        """esearch with usehistory=y; dates are YYYY/MM/DD publication dates.
+    def search(self, term: str, mindate: str | None = None, maxdate: str | None = None,
+               datetype: str = "pdat") -> SearchResult:
+        """esearch with usehistory=y; dates are YYYY/MM/DD, of ``datetype``: pdat (publication),
+        edat (entered PubMed) or mdat (last modified).
 
         Always asked of NCBI, never replayed from a resume cache: the history session (WebEnv) it
         creates expires, and a replayed one would be refused.
         """
         params = self._params(
             term=term, usehistory="y", retmax=0, retmode="json",
-            datetype="pdat" if mindate else None, mindate=mindate, maxdate=maxdate,
+            datetype=datetype if mindate else None, mindate=mindate, maxdate=maxdate,
         )
         body = json.loads(self._get("esearch.fcgi", params, "json"))["esearchresult"]
         # check_ncbi_body has made sure the count is a number.
         return SearchResult(int(str(body["count"]).strip()), body.get("webenv"), body.get("querykey"))
 
     def date_slices(
-        self, term: str, start: dt.date, end: dt.date
-    ) -> Iterator[tuple[str | None, str | None, SearchResult]]:
-        """Split a search into publication-date slices of at most 9,999 hits each."""
-        result = self.search(term, _fmt(start), _fmt(end))
+        self, term: str, start: dt.date, end: dt.date, datetype: str = "pdat"
+    ) -> Iterator[Slice]:
+        """Split a search into date slices (of ``datetype``) of at most 9,999 hits each."""
+        result = self.search(term, _fmt(start), _fmt(end), datetype)
         if result.count <= ESEARCH_WINDOW:
-            yield _fmt(start), _fmt(end), result
+            yield Slice(datetype, _fmt(start), _fmt(end), result)
             return
         if start >= end:
             raise NCBIError(
-                f"{result.count} records published on {_fmt(start)} alone: cannot page past 9,999"
+                f"{result.count} records with {datetype} {_fmt(start)} alone: cannot page past 9,999"
             )
         middle = start + (end - start) // 2
-        yield from self.date_slices(term, start, middle)
-        yield from self.date_slices(term, middle + dt.timedelta(days=1), end)
+        yield from self.date_slices(term, start, middle, datetype)
+        yield from self.date_slices(term, middle + dt.timedelta(days=1), end, datetype)
 
-    def plan(self, term: str) -> list[tuple[str | None, str | None, SearchResult]]:
-        """The searches to run: one if it fits in 9,999 records, else date slices."""
+    def plan(self, term: str, since: dt.date | None = None, until: dt.date | None = None) -> list[Slice]:
+        """The searches to run: one if it fits in 9,999 records, else date slices.
+
+        ``since``: only what changed from that day on (to ``until``, default today): records that
+        entered PubMed (edat) and records revised (mdat) in that window, two searches, as NCBI
+        documents for keeping a local copy current.
+        """
+        today = dt.date.today()
+        if since is not None:
+            until = until or today
+            return [piece for datetype in CHANGE_DATETYPES for piece in self.date_slices(term, since, until, datetype)]
         whole = self.search(term)
         if whole.count <= ESEARCH_WINDOW:
-            return [(None, None, whole)]
-        today = dt.date.today()
+            return [Slice("pdat", None, None, whole)]
         return list(self.date_slices(term, dt.date(1800, 1, 1), dt.date(today.year + 1, 12, 31)))
 
+    def count_changes(self, term: str, since: dt.date, until: dt.date | None = None) -> dict[str, int]:
+        """How many records entered PubMed, and how many were revised, from ``since`` (they overlap)."""
+        window = (_fmt(since), _fmt(until or dt.date.today()))
+        labels = {"edat": "entered", "mdat": "revised"}
+        return {labels[kind]: self.search(term, *window, kind).count for kind in CHANGE_DATETYPES}
+
     def fetch_batches(
-        self, term: str, batch_size: int = 500, progress: bool = True
+        self, term: str, batch_size: int = 500, progress: bool = True, since: dt.date | None = None,
     ) -> Iterator[bytes]:
-        """Yield efetch XML pages covering every record the search finds."""
+        """Yield efetch XML pages covering every record the search finds (changed since ``since``)."""
         from tqdm import tqdm
 
-        slices = self.plan(term)
-        total = sum(s[2].count for s in slices)
+        slices = self.plan(term, since)
+        total = sum(piece.result.count for piece in slices)
         with tqdm(total=total, unit="rec", desc="PubMed efetch", disable=not progress) as bar:
-            for mindate, maxdate, result in slices:
-                for page in self._fetch_slice(term, mindate, maxdate, result, batch_size):
+            for piece in slices:
+                for page in self._fetch_slice(term, piece, batch_size):
                     yield page
                     bar.update(page.count(b"<PubmedArticle>"))
 
-    def _fetch_slice(self, term, mindate, maxdate, result, batch_size) -> Iterator[bytes]:
-        start, renewals = 0, 0
+    def _fetch_slice(self, term: str, piece: Slice, batch_size: int) -> Iterator[bytes]:
+        start, renewals, result = 0, 0, piece.result
         while start < result.count:
             page_params = {"retstart": start, "retmax": batch_size, "retmode": "xml", "rettype": "abstract"}
             params = self._params(WebEnv=result.webenv, query_key=result.query_key, **page_params)
             try:
-                page = self._get("efetch.fcgi", params, "xml", _page_key(term, mindate, maxdate, result, page_params))
+                page = self._get("efetch.fcgi", params, "xml", _page_key(term, piece, result, page_params))
             except SessionExpired as exc:
                 # History sessions time out on long runs: search again, resume at the same offset.
                 renewals += 1
@@ -480,20 +525,22 @@ class PubMedClient(ApiClient):
                     raise NCBIError(f"{exc}; searched again {renewals - 1} times") from exc
                 self.on_retry(f"{self.base_url}efetch.fcgi: history session expired: searching again "
                               f"({renewals}/{self.retries})")
-                result = self.search(term, mindate, maxdate)
+                result = self.search(term, piece.mindate, piece.maxdate, piece.datetype)
                 continue
             yield page
             start, renewals = start + batch_size, 0
 
 
-def _page_key(term: str, mindate: str | None, maxdate: str | None, result: SearchResult,
-              page_params: dict) -> dict:
+def _page_key(term: str, piece: Slice, result: SearchResult, page_params: dict) -> dict:
     """An efetch page's name in the resume cache: the search and the offset, not the WebEnv.
 
     A resumed run's fresh search has a new WebEnv; its pages are the kept ones as long as the
     search still finds the same number of records (a changed count names other pages).
     """
-    return {"term": term, "mindate": mindate, "maxdate": maxdate, "count": result.count, **page_params}
+    key = {"term": term, "mindate": piece.mindate, "maxdate": piece.maxdate, "count": result.count, **page_params}
+    if piece.datetype != "pdat":  # keys of publication-date slices stay as they were
+        key["datetype"] = piece.datetype
+    return key
 
 
 def _fmt(day: dt.date) -> str:

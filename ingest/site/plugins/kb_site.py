@@ -380,6 +380,42 @@ async def home_detail(datasette, database: str) -> dict:
     }
 
 
+SOURCE_LABELS = {"pubmed": "PubMed", "medline": "MEDLINE files", "ris": "RIS files", "europepmc": "Europe PMC",
+                 "clinicaltrials": "ClinicalTrials.gov"}
+RUN_LABELS = {"network": "full build", "from-dir": "build from files", "import": "import", "update": "update"}
+
+
+async def freshness(datasette, database: str) -> dict | None:
+    """How current kb.db is: the last run (when it finished, what kind) and what it read per source."""
+    try:
+        db = datasette.get_database(database)
+    except KeyError:
+        return None
+    if "ingest_runs" not in await _tables(db):
+        return None
+    columns = {c.name for c in await db.table_column_details("ingest_runs")}
+    extra = ", ".join(c for c in ("source_counts", "since") if c in columns)
+    rows = await _rows(db, f"select id, mode, finished, studies_total{', ' + extra if extra else ''} "
+                           "from ingest_runs order by id desc limit 1", [])
+    if not rows:
+        return None
+    run = rows[0]
+    try:
+        counts = json.loads(run.get("source_counts") or "{}")
+    except ValueError:
+        counts = {}
+    return {
+        "run_id": run["id"],
+        "finished": (run["finished"] or "")[:16].replace("T", " "),
+        "finished_iso": run["finished"],
+        "kind": RUN_LABELS.get(run["mode"], run["mode"]),
+        "since": run.get("since"),
+        "studies_total": run["studies_total"],
+        "counts": [(SOURCE_LABELS.get(name, name), count) for name, count in counts.items()
+                   if isinstance(count, int)],
+    }
+
+
 @hookimpl
 def extra_template_vars(datasette):
     # One page render calls these more than once (the <title> and the body): read once.
@@ -406,7 +442,14 @@ def extra_template_vars(datasette):
             cache[key] = await off_topic_count(datasette, database)
         return cache[key]
 
-    return {"kb_study": kb_study, "kb_trial": kb_trial, "kb_home": kb_home, "kb_off_topic": kb_off_topic}
+    async def kb_freshness(database="kb"):
+        key = ("freshness", database)
+        if key not in cache:
+            cache[key] = await freshness(datasette, database)
+        return cache[key]
+
+    return {"kb_study": kb_study, "kb_trial": kb_trial, "kb_home": kb_home, "kb_off_topic": kb_off_topic,
+            "kb_freshness": kb_freshness}
 
 
 async def off_topic_count(datasette, database: str) -> int:
