@@ -15,14 +15,10 @@ from pathlib import Path
 from ingest.claims.check import check_claim
 from ingest.claims.stance import (
     STANCES,
-    STUDY_CONTEXT_COLUMNS,
-    STUDY_CONTEXT_SQL,
     VERDICTS,
-    StudyContext,
+    judge_study,
     keep_rare_terms,
     read_claim,
-    study_findings,
-    study_stance,
 )
 from ingest.claims.understand import claim_tags
 
@@ -69,12 +65,7 @@ def score_stances(conn: sqlite3.Connection, claims: dict[str, str], pairs: list[
         claim = claims[pair["claim_id"]]
         if claim not in assertions:
             assertions[claim] = keep_rare_terms(conn, read_claim(claim, claim_tags(claim)))
-        rows = [dict(zip(("position", "section", "section_kind", "text"), r, strict=True)) for r in conn.execute(
-            "select position, section, section_kind, text from sentences where study_id = ?", (pair["pmid"],))]
-        row = conn.execute(STUDY_CONTEXT_SQL, (pair["pmid"],)).fetchone()
-        context = StudyContext.from_row(dict(zip(STUDY_CONTEXT_COLUMNS, row, strict=True)) if row else None)
-        findings, quantities = study_findings(rows)
-        stance = study_stance(assertions[claim], findings, quantities, context)
+        stance, _ = judge_study(conn, assertions[claim], pair["pmid"])
         score.pairs.append((pair["stance"], stance.label))
     return score
 

@@ -16,13 +16,9 @@ from .results import ClaimCheck, StudyResult
 from .retrieve import abstract_ranking, fts_ranking, require_sentences, vector_ranking
 from .score import relative, score_studies, sentence_bonus
 from .stance import (
-    STUDY_CONTEXT_COLUMNS,
-    STUDY_CONTEXT_SQL,
-    StudyContext,
+    judge_study,
     keep_rare_terms,
     read_claim,
-    study_findings,
-    study_stance,
     verdict,
 )
 from .summary import evidence_at_a_glance
@@ -90,14 +86,8 @@ def _judge(conn: Any, claim: str, tags: dict[str, list[str]], studies: list[Stud
     assertion = keep_rare_terms(conn, read_claim(claim, tags))
     stances = []
     for study in studies:
-        rows = [dict(zip(("position", "section", "section_kind", "text"), r, strict=True)) for r in conn.execute(
-            "select position, section, section_kind, text from sentences where study_id = ?", (study.pmid,))]
-        row = conn.execute(STUDY_CONTEXT_SQL, (study.pmid,)).fetchone()
-        context = StudyContext.from_row(dict(zip(STUDY_CONTEXT_COLUMNS, row, strict=True)) if row else None)
-        level = conn.execute("select evidence_level from studies where id = ?", (study.pmid,)).fetchone()
-        findings, quantities = study_findings(rows)
-        stance = study_stance(assertion, findings, quantities, context)
+        stance, level = judge_study(conn, assertion, study.pmid)
         study.stance, study.stance_sentence, study.stance_reason = stance.label, stance.sentence, stance.reason
-        stances.append((stance, level[0] if level else None, study.population, study.design, study.pmid))
+        stances.append((stance, level, study.population, study.design, study.pmid))
     result = verdict(stances, assertion.quantitative)
     return {"label": result.label, "reasons": result.reasons, "values": result.values, "weights": result.weights}

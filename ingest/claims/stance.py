@@ -326,8 +326,23 @@ class StudyContext:
                    split_sentences(row.get("abstract") or ""))
 
 
-STUDY_CONTEXT_SQL = "select drugs, routes, indications, populations, title, abstract from studies where id = ?"
-STUDY_CONTEXT_COLUMNS = ("drugs", "routes", "indications", "populations", "title", "abstract")
+STUDY_CONTEXT_COLUMNS = ("drugs", "routes", "indications", "populations", "title", "abstract", "evidence_level")
+STUDY_CONTEXT_SQL = f"select {', '.join(STUDY_CONTEXT_COLUMNS)} from studies where id = ?"
+SENTENCE_COLUMNS = ("position", "section", "section_kind", "text")
+
+
+def judge_study(conn: Any, assertion: Assertion, study_id: str) -> tuple[Stance, int | None]:
+    """One study's stance toward the claim, from its stored sentences and tags, and its evidence level.
+
+    The one place both `kb check` and the stance evaluation read a study for its stance.
+    """
+    rows = [dict(zip(SENTENCE_COLUMNS, r, strict=True)) for r in conn.execute(
+        f"select {', '.join(SENTENCE_COLUMNS)} from sentences where study_id = ?", (study_id,))]
+    row = conn.execute(STUDY_CONTEXT_SQL, (study_id,)).fetchone()
+    context_row = dict(zip(STUDY_CONTEXT_COLUMNS, row, strict=True)) if row else None
+    findings, quantities = study_findings(rows)
+    stance = study_stance(assertion, findings, quantities, StudyContext.from_row(context_row))
+    return stance, context_row["evidence_level"] if context_row else None
 _DEPRESSIONS = frozenset({"mdd", "trd", "bipolar_depression", "postpartum_depression", "palliative_depression"})
 KEY_TERM_SHARE = 0.5  # a study bears on a claim when its text has at least this share of the claim's key terms
 
