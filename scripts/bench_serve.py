@@ -36,8 +36,17 @@ ENDPOINTS = {
     "table page": "/kb/studies?_size=50",
     "faceted table page": "/kb/studies?_facet_array=designs&_facet_array=drugs&_facet=year",
     "FTS search": "/kb/studies?_search={term}",
+    "ranked search with facets": "/-/search?q={term}",
+    "ranked search, filtered": "/-/search?q={term}&design=rct&sort=level",
     "study JSON": "/kb/studies/{pmid}.json",
     "claim check": "/-/claim-check?claim={claim}&_format=json",
+    # The pages a researcher browses (issue 16): the studies page as it opens (the redirect to the
+    # on-topic studies followed), a facet chosen on it, a study, a trial, the tags.
+    "default studies page": "/kb/studies",
+    "faceted filter": "/kb/studies?on_topic=1&designs__arraycontains=rct",
+    "study page": "/kb/studies/{pmid}",
+    "trial page": "/kb/trials/{nct}",
+    "tags page": "/kb/tags",
 }
 TERMS = ["dissociation", "esketamine", "suicidal", "cystitis", "bdnf", "remission", "infusion", "anxiety"]
 CLAIMS = ["ketamine relief can be permanent", "esketamine causes dissociation", "ketamine increases serotonin"]
@@ -85,7 +94,9 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def drive(base: str, template: str, count: int, concurrency: int, pmids: list[str]) -> dict:
+def drive(base: str, template: str, count: int, concurrency: int, pmids: list[str],
+          ncts: list[str] | None = None) -> dict:
+    ncts = ncts or ["NCT00000000"]  # a trial page that is not there is a quick 404
     session = requests.Session()
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -93,7 +104,8 @@ def drive(base: str, template: str, count: int, concurrency: int, pmids: list[st
 
     def one(i: int) -> None:
         path = template.format(term=TERMS[i % len(TERMS)], pmid=pmids[i % len(pmids)],
-                               claim=CLAIMS[i % len(CLAIMS)].replace(" ", "+"))
+                               claim=CLAIMS[i % len(CLAIMS)].replace(" ", "+"),
+                               nct=ncts[i % len(ncts)])
         started = time.perf_counter()
         response = session.get(base + path, timeout=30)
         elapsed = time.perf_counter() - started
@@ -206,6 +218,8 @@ def main() -> int:
     parser.add_argument("--hostile", type=int, default=0, metavar="N",
                         help="time cheap pages while N hostile clients run, instead of the load test")
     parser.add_argument("--samples", type=int, default=100, help="cheap-page requests each, with --hostile")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="time only the endpoints whose name contains NAME (repeatable), e.g. --only page")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db
@@ -224,9 +238,13 @@ def main() -> int:
             if args.hostile:
                 cheap_pages_under_attack(base, args.hostile, args.samples, pmids)
                 return 0
+            ncts = [r["nct_id"] for r in requests.get(base + "/kb/trials.json?_shape=array&_col=nct_id&_size=100",
+                                                      timeout=10).json()]
             print(f"kb serve on {base}, {args.requests} requests per endpoint, concurrency {args.concurrency}")
             for name, template in ENDPOINTS.items():
-                figures = drive(base, template, args.requests, args.concurrency, pmids)
+                if args.only and not any(word in name for word in args.only):
+                    continue
+                figures = drive(base, template, args.requests, args.concurrency, pmids, ncts)
                 print(f"{name:<20} {figures['rps']:7.1f} req/s   p50 {figures['p50'] * 1000:7.1f} ms   "
                       f"p95 {figures['p95'] * 1000:7.1f} ms   p99 {figures['p99'] * 1000:7.1f} ms   "
                       f"statuses {figures['statuses']}")

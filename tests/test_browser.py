@@ -117,11 +117,11 @@ def test_home_page(web):
     assert page.get_by_role("link", name="Studies of an indication, by design and year").is_visible()
     assert "ClinicalTrials.gov" in page.locator(".kb-sources").inner_text()
     web.shot("home")
-    # The home page's search box runs the ranked search.
+    # The home page's search box runs the ranked search (the search page: tests/test_search_page.py).
     page.fill("#kb-q", "esketamine")
     page.click(".kb-search input[type=submit]")
-    page.wait_for_url(re.compile(r"/kb/search\?q=esketamine"))
-    assert page.locator("table.rows-and-columns tbody tr").count() >= 2
+    page.wait_for_url(re.compile(r"/-/search\?q=esketamine"))
+    assert page.locator("li.kb-result").count() >= 2
     web.check_clean()
 
 

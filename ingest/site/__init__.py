@@ -13,3 +13,13 @@ SITE_DIR = Path(__file__).resolve().parent
 METADATA_PATH = SITE_DIR / "metadata.yml"
 TEMPLATES_DIR = SITE_DIR / "templates"
 PLUGINS_DIR = SITE_DIR / "plugins"
+
+
+def served_database(datasette, name: str = "kb"):
+    """The kb database Datasette serves: ``name``, else (served under another file name) the first
+    real database, else None."""
+    try:
+        return datasette.get_database(name)
+    except KeyError:
+        names = [n for n in datasette.databases if not n.startswith("_")]
+        return datasette.get_database(names[0]) if names else None

@@ -22,6 +22,7 @@ from datasette.utils.asgi import Response
 from ingest.claims import ClaimError, check_claim
 from ingest.claims.results import CSV_COLUMNS, csv_rows
 from ingest.records.citations import FORMATS, export, file_name, read_studies
+from ingest.site import served_database
 
 DATABASE = "kb"
 MODES = ("auto", "fts", "hybrid")
@@ -37,11 +38,7 @@ def register_routes():
 
 
 def _database(datasette) -> Any:
-    try:
-        return datasette.get_database(DATABASE)
-    except KeyError:  # served under another file name: the first real database
-        names = [n for n in datasette.databases if not n.startswith("_")]
-        return datasette.get_database(names[0]) if names else None
+    return served_database(datasette, DATABASE)
 
 
 def _limit(value: str | None) -> int:

@@ -20,6 +20,8 @@ from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
 
 from ingest.records.text import json_list
+from ingest.site import browse
+from ingest.site import display as words
 
 # The order kinds are shown in on a study page.
 KIND_ORDER = ("design", "indication", "drug", "route", "population", "mechanism", "side_effect")
@@ -164,6 +166,12 @@ def trial_url(nct_id: str | None) -> str | None:
     return f"https://clinicaltrials.gov/study/{nct_id}" if nct_id and _NCT.fullmatch(nct_id) else None
 
 
+def trial_results_url(nct_id: str | None) -> str | None:
+    """The registry record's results tab (only worth linking when results are posted)."""
+    url = trial_url(nct_id)
+    return f"{url}?tab=results" if url else None
+
+
 def tag_label(labels: dict, tag_id: str) -> str:
     """A tag's label (the id itself when the vocabulary lacks it)."""
     return (labels.get(tag_id) or {}).get("label") or tag_id
@@ -290,13 +298,17 @@ async def _study_trials(db, study: dict, tables: set[str]) -> list[dict]:
     if {"study_trials", "trials"} <= tables:
         for row in await _rows(
             db,
-            "select st.nct_id, group_concat(st.how, ', ') as how, t.title, t.overall_status, t.phases, "
-            "t.start_year, t.nct_id is not null as in_kb from study_trials st "
-            "left join trials t on t.nct_id = st.nct_id where st.study_id = ? group by st.nct_id order by st.nct_id",
+            "select st.nct_id, group_concat(st.how, ', ') as how, t.title, t.official_title, t.acronym, "
+            "t.conditions, t.overall_status, t.phases, t.start_year, t.nct_id is not null as in_kb "
+            "from study_trials st left join trials t on t.nct_id = st.nct_id where st.study_id = ? "
+            "group by st.nct_id order by st.nct_id",
             [study["id"]],
         ):
             row["in_kb"] = bool(row["in_kb"])
             row["phases"] = json_list(row["phases"])
+            row["phase_label"] = words.phase_label(row["phases"])
+            if row["in_kb"]:
+                row["title"] = words.trial_title(row)[0]
             trials[row["nct_id"]] = row
     known: set[str] = set()
     extra = [n for n in json_list(study.get("nct_ids")) if isinstance(n, str) and n not in trials]
@@ -305,7 +317,8 @@ async def _study_trials(db, study: dict, tables: set[str]) -> list[dict]:
         known = {r["nct_id"] for r in await _rows(db, f"select nct_id from trials where nct_id in ({marks})", extra)}
     for nct in extra:
         trials[nct] = {"nct_id": nct, "how": "registry number in the record", "title": None,
-                       "overall_status": None, "phases": [], "start_year": None, "in_kb": nct in known}
+                       "overall_status": None, "phases": [], "phase_label": "", "start_year": None,
+                       "in_kb": nct in known}
     for row in trials.values():
         row["registry_url"] = trial_url(row["nct_id"])
     return list(trials.values())
@@ -324,9 +337,17 @@ async def trial_detail(datasette, database: str, nct_id: str) -> dict | None:
         return labelled_tags(trial.get(column), labels)
 
     interventions = [i for i in json_list(trial.get("interventions")) if isinstance(i, dict)]
+    title, stand_in = words.trial_title(trial)
     detail = {
         "trial": trial,
+        "title": title, "title_is_stand_in": stand_in,
         "phases": [str(p) for p in json_list(trial.get("phases"))],
+        "phase_label": words.phase_label(json_list(trial.get("phases"))),
+        "status_label": words.code_label("trials", "overall_status", trial.get("overall_status")),
+        "study_type_label": words.code_label("trials", "study_type", trial.get("study_type")),
+        "allocation_label": words.code_label("trials", "allocation", trial.get("allocation")),
+        "enrollment_type_label": words.code_label("trials", "enrollment_type", trial.get("enrollment_type")),
+        "results_url": trial_results_url(trial["nct_id"]) if trial.get("has_results") else None,
         "conditions": json_list(trial.get("conditions")), "keywords": json_list(trial.get("keywords")),
         "interventions": interventions, "collaborators": json_list(trial.get("collaborators")),
         "countries": json_list(trial.get("countries")),
@@ -448,8 +469,28 @@ def extra_template_vars(datasette):
             cache[key] = await freshness(datasette, database)
         return cache[key]
 
+    async def kb_tag(database, tag_id):
+        key = ("tag", database, str(tag_id))
+        if key not in cache:
+            cache[key] = await browse.tag_detail(datasette, database, str(tag_id))
+        return cache[key]
+
+    def kb_table(table, request, display_columns, display_rows, all_columns=None, whole=False):
+        return browse.table_view(table, request.args, display_columns, display_rows, all_columns, whole)
+
+    async def kb_tag_links(database, rows):
+        return await browse.tag_table_links(datasette, database, rows)
+
+    def kb_schema(database, tables):
+        return browse.schema_summary(datasette, database, tables)
+
+    def kb_examples(database):
+        return browse.example_queries(datasette, database)
+
     return {"kb_study": kb_study, "kb_trial": kb_trial, "kb_home": kb_home, "kb_off_topic": kb_off_topic,
-            "kb_freshness": kb_freshness}
+            "kb_freshness": kb_freshness, "kb_tag": kb_tag, "kb_table": kb_table, "kb_tag_links": kb_tag_links,
+            "kb_schema": kb_schema, "kb_examples": kb_examples, "kb_heading": words.heading,
+            "kb_facet_label": browse.facet_value_label}
 
 
 async def off_topic_count(datasette, database: str) -> int:
@@ -477,8 +518,9 @@ def _chips(datasette, database: str, table: str, column: str, ids: list, labels:
 
 
 @hookimpl
-def render_cell(value, column, table, database, datasette):
-    """Tag-id arrays as labelled links; study_id / nct_id in query results as links to their pages."""
+def render_cell(row, value, column, table, database, datasette):
+    """Tag-id arrays as labelled links; study_id / nct_id in query results as links to their pages;
+    studies, trials and tags cells in words (browse.cell_html)."""
     if (table, column) in LONG_TEXT and isinstance(value, str) and len(value) > CELL_CHARS:
         cut = value[:CELL_CHARS].rsplit(" ", 1)[0]
         return Markup('<span class="kb-cut">{}…</span>').format(cut)
@@ -486,11 +528,14 @@ def render_cell(value, column, table, database, datasette):
         ids = json_list(value)
 
         async def chips():
-            if not ids:
-                return None
+            if not ids:  # an empty array: a blank cell, not "[]"
+                return Markup("&nbsp;")
             return _chips(datasette, database, table, column, ids, await tag_labels(datasette, database))
 
         return chips()
+    worded = browse.cell_html(datasette, database, table, column, value, row)
+    if worded is not None:
+        return worded
     if (table is None or table in TAG_VIEWS) and isinstance(value, str) and value:
         target = {"study_id": "studies", "nct_id": "trials"}.get(column)
         if target is None or (target == "trials" and not _NCT.fullmatch(value)):
