@@ -230,3 +230,5 @@ def test_the_home_page_says_how_current_the_data_is(apis, built, httpserver):
     since = (dt.date.today() - dt.timedelta(days=1)).isoformat()
     assert f"(update of changes since {since}:" in " ".join(html.split())
     assert "ClinicalTrials.gov 1 record, Europe PMC 1 record, PubMed 2 records" in " ".join(html.split())
+    database_page = " ".join(get(ds, "/kb").text.split())
+    assert "Data as of" in database_page and "PubMed 2 records" in database_page
