@@ -6,6 +6,7 @@ semantic extra's weights; numpy is still needed. The bundled model's own check s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -123,24 +124,51 @@ def test_an_interrupted_run_continues_where_it_stopped(tmp_path, model, referenc
 
 
 def test_a_killed_run_continues_where_it_stopped(tmp_path, model, reference):
-    """SIGKILL of a run in two worker processes: the committed batches survive, the rest follows."""
+    """SIGKILL of a run in two worker processes: the committed batches survive, the workers leave, the rest follows."""
     kb = make_kb(tmp_path / "kb.db")
     script = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
               "from test_embeddings import CountingModel\n"
               "from ingest.claims import embeddings\n"
               "embeddings.build_vectors(sys.argv[3], CountingModel(delay=0.3).embedder(), batch_size=2, workers=2)\n")
     run = subprocess.Popen([sys.executable, "-c", script, str(TESTS), str(ROOT), str(kb)], start_new_session=True)
+    workers: list[int] = []
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and run.poll() is None and len(partial_vectors(kb)) < 4:
             time.sleep(0.05)
-    finally:
-        os.killpg(run.pid, signal.SIGKILL)  # the run and its workers, mid-way
+        workers = children(run.pid)
+        run.kill()  # the run alone, mid-way: its workers are orphaned
         run.wait()
+        assert len(workers) == 2 and wait_until_gone(workers, 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
     done = partial_vectors(kb)
     assert 4 <= len(done) < 30 and all(reference[key] == vector for key, vector in done.items())
     stats = embeddings.build_vectors(kb, model.embedder(), batch_size=4)
     assert stats["reused"] == len(done) and stored(kb) == reference
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def wait_until_gone(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(alive(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for whoever adopted it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
 
 
 def partial_vectors(kb: Path) -> dict:

@@ -16,6 +16,8 @@ import multiprocessing as mp
 import os
 import signal
 import sqlite3
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -196,8 +198,10 @@ def build_vectors(kb_path: Path | str, embedder: Embedder, batch_size: int = 64,
         side.commit()
         total, pending = _plan(side, kb_path, kinds)
         bar = _progress(total, total - pending, progress)
-        embedded = _embed_pending(side, embedder, batch_size, workers, bar)
-        bar.close()
+        try:
+            embedded = _embed_pending(side, embedder, batch_size, workers, bar)
+        finally:
+            bar.close()  # before any message about an interruption
         removed = side.execute("delete from vectors where not exists (select 1 from temp.wanted w "
                                "where w.study_id = vectors.study_id and w.position = vectors.position)").rowcount
         _write_meta(side, embedder, kb_path, kinds, count=total)
@@ -318,7 +322,15 @@ def _start_worker(name: str) -> None:
     """In a worker: the parent's model when forked, else loaded by name; Ctrl-C is the parent's to handle."""
     global _WORKER_EMBEDDER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _WORKER_EMBEDDER = _POOL_EMBEDDER if _POOL_EMBEDDER is not None else load_embedder(name)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed `kb embed` cannot shut its pool down: its workers notice they were orphaned and leave."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 def _encode_in_worker(texts: list[str]) -> Any:
