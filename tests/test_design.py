@@ -278,3 +278,156 @@ def test_antidepressant_classes_and_the_drug_s_mesh_class_are_not_studied_mechan
     measured = abstract.replace("Remission was more frequent with esketamine.",
                                 "Plasma serotonin levels rose after esketamine.")
     assert tag("Esketamine versus quetiapine in TRD", measured)["mechanism"] == ["monoamine"]
+
+
+# --------------------------------------------------------------------------- generalisation (dev set and old gold)
+
+
+def test_a_publication_type_alone_does_not_show_randomisation():
+    abstract = ("METHODS: Twelve healthy subjects took part in this double-blind, placebo-controlled crossover "
+                "study. RESULTS: Ketamine induced negative symptoms.")
+    rct_type = [{"name": "Randomized Controlled Trial"}]
+    assert tag("Ketamine in healthy subjects", abstract, publication_types=rct_type)["design"] == [
+        "nonrandomised_trial"]
+    stated = abstract.replace("double-blind", "randomised, double-blind")
+    assert tag("Ketamine in healthy subjects", stated, publication_types=rct_type)["design"] == ["rct"]
+    assert tag("Ketamine trial", "", publication_types=rct_type)["design"] == ["rct"]  # no abstract to read
+
+
+@pytest.mark.parametrize("title, abstract, design", [
+    ("Single arketamine in TRD: presentation of 3 cases", "RESULTS: Sick leave was shorter. CONCLUSIONS: The study "
+     "faces limitations due to its small sample size and lack of randomization.", ["case_series"]),
+    ("The top 50 articles in psychiatry: a bibliometric analysis", "RESULTS: The top articles spanned cross-sectional "
+     "studies and randomized controlled trials being the most prevalent.", ["cross_sectional"]),
+    ("Repeated ketamine infusions in TRD", "METHODS: 30 patients received six ketamine infusions. RESULTS: Scores "
+     "fell. CLINICAL TRIAL REGISTRATION: jRCTs031210648 (Japan Registry of Clinical Trials).", ["single_arm_trial"]),
+    ("Intramuscular ketamine vs. midazolam in the emergency department: clinical trial design and rationale",
+     "The study we describe here is a randomized midazolam-controlled clinical trial.", ["protocol"]),
+    ("A preclinical multi-center randomized controlled trial of R-ketamine on alcohol relapse",
+     "METHODS: Rats were trained to self-administer alcohol. RESULTS: Relapse was reduced in rats.", ["animal"]),
+])
+def test_study_s_own_design_in_harder_wordings(title, abstract, design):
+    assert tag(title, abstract)["design"] == design
+
+
+def test_a_protocol_publication_type_on_a_results_paper_is_the_trial():
+    result = tag("Repeated oral ketamine for resistant depression: randomised, placebo-controlled study",
+                 "METHOD: In a randomised trial, 41 participants received oral ketamine or placebo. RESULTS: "
+                 "Twenty-two participants were randomised to ketamine, and 19 to placebo.",
+                 publication_types=[{"name": "Clinical Trial Protocol"}])
+    assert result["design"] == ["rct"] and result["sample_size"] == 41
+
+
+def test_an_abstract_without_design_methods_or_participants_is_a_narrative_review():
+    abstract = ("Ketamine is an anaesthetic with antidepressant properties. Its glutamatergic action differs from "
+                "monoaminergic drugs. Newer compounds target the same pathway. Their place in psychiatry is debated.")
+    assert tag("Drugs with glutamate-based mechanisms of action in psychiatry", abstract)["design"] == [
+        "narrative_review"]
+    counted = abstract.replace("Newer compounds", "Sixty patients received ketamine and newer compounds")
+    assert tag("Drugs with glutamate-based mechanisms of action in psychiatry", counted)["design"] != [
+        "narrative_review"]
+    assert tag("Ketamine research 2000-2023: a bibliometric analysis", abstract)["design"] == []
+
+
+def test_models_outcomes_and_searches_stated_once():
+    trial = tag("Serial ketamine infusions for depression: the KARMA-Dep 2 randomized clinical trial",
+                "OBJECTIVE: To assess efficacy and cost-effectiveness. RESULTS: There were no differences in "
+                "cost-effectiveness.")
+    assert trial["design"] == ["rct"]
+    model = tag("Impact analysis of expanded access to ketamine",
+                "Materials & methods: A population-level Markov simulation model with parameters from a "
+                "randomized trial was used to simulate outcomes.")
+    assert model["design"] == ["modelling"] and model["sample_size"] is None
+    review = tag("Ketamine in Alzheimer's disease: preclinical and clinical evidence",
+                 "Following PRISMA guidelines, we conducted a systematic search of PubMed and Web of Science. "
+                 "Nineteen clinical studies met the inclusion criteria.")
+    assert review["design"] == ["systematic_review"] and review["studies_included"] == 19
+
+
+def test_a_trial_reported_with_its_meta_analysis_is_both():
+    result = tag("Oral ketamine for depression, a randomized controlled trial and meta-analysis",
+                 "Forty-five patients received oral ketamine or midazolam in a double-blind trial. In a total of "
+                 "592 patients, meta-analysis of randomized controlled trials demonstrated efficacy.")
+    assert set(result["design"]) == {"rct", "meta_analysis"}
+    assert result["sample_size"] == 45 and result["evidence_level"] == 1
+
+
+@pytest.mark.parametrize("abstract", [
+    "METHODS: Data were drawn from a previous double-blind, placebo-controlled crossover trial of 26 patients.",
+    "METHODS: Data from TRANSFORM-1 and TRANSFORM-2 (two randomized, active-controlled studies) and SUSTAIN-1 "
+    "were analyzed.",
+])
+def test_data_re_used_from_earlier_trials_is_a_secondary_analysis(abstract):
+    assert tag("Esketamine and depressive symptom severity", abstract)["design"] == ["secondary_analysis"]
+
+
+@pytest.mark.parametrize("abstract, n", [
+    ("METHODS: In this two-center observational study, 261 adults with TRD at Sainte-Anne Hospital, Paris, France, "
+     "received eight esketamine sessions.", 261),
+    ("METHODS: In a post hoc analysis, 35 TRBD patients received ketamine. RESULTS: Fourteen patients (40%) were "
+     "nonresponders.", 35),
+    ("RESULTS: Forty-four of 82 patients (54%) were randomized to ketamine.", 82),
+    ("METHODS: In this randomized crossover study, thirty-five healthy male participants (mean age (SD) = 25.1 "
+     "years) were scanned.", 35),
+    ("METHODS: In this study, 112 children aged between 3 and 12 years who underwent adenoidectomy and "
+     "tonsillectomy were recruited. RESULTS: Eighteen children experienced emergence delirium.", 112),
+    ("METHODS: We compared arousal between 36 individuals with TRD and 25 healthy volunteers.", 61),
+    ("METHODS: 169 participants with MDD received TMS only, while 66 received TMS and ketamine.", 235),
+    ("METHODS: Characteristics were compared in those qualified (N = 493) versus not qualified (N = 228).", 721),
+])
+def test_sample_size_from_groups_shares_and_long_descriptions(abstract, n):
+    assert tag("Ketamine trial", abstract)["sample_size"] == n
+
+
+@pytest.mark.parametrize("abstract, studies, pooled", [
+    ("METHODS: We searched PubMed. Of the 2275 articles identified, 93 met inclusion criteria. RESULTS: Of the 3756 "
+     "participants who received ketamine, four had serious events.", 93, 3756),
+    ("RESULTS: Seven studies (731 participants) out of 1220 identified articles were eligible for analysis.", 7, 731),
+    ("RESULTS: From all included studies (n = 29), 15 found a relation while 13 studies showed none.", 29, None),
+    ("RESULTS: A total of 238 studies (380,505 participants) met inclusion criteria.", 238, 380505),
+])
+def test_synthesis_counts(abstract, studies, pooled):
+    result = tag("Ketamine: a systematic review and meta-analysis", abstract)
+    assert (result["studies_included"], result["participants_pooled"]) == (studies, pooled)
+
+
+@pytest.mark.parametrize("title, abstract, expected", [
+    ("Rapid antisuicidal effects of ketamine infusion in TRD", "RESULTS: Scores fell.", {"trd", "suicidal_ideation"}),
+    ("Esketamine for perioperative neurocognitive disorders in older adults", "RESULTS: Fewer disorders.",
+     {"cognitive_disorder"}),
+    ("Esketamine for postpartum depression and pain control following cesarean section", "RESULTS: Scores fell.",
+     {"postpartum_depression", "acute_pain"}),
+    ("Esketamine for postpartum depression", "METHODS: Women with perinatal depressive symptoms were included.",
+     {"postpartum_depression"}),
+    ("Ketamine on functional outcomes in major depressive disorder and treatment-resistant depression",
+     "RESULTS: Function improved.", {"mdd", "trd"}),
+])
+def test_indication_wordings(title, abstract, expected):
+    assert set(tag(title, abstract)["indication"]) == expected
+
+
+def test_drugs_reviewed_together_and_compared_in_passing():
+    review = tag("Psychoplastogens and BDNF in humans", "RESULTS: We analysed ketamine, esketamine, LSD and "
+                 "psilocybin. Ketamine raised BDNF.")
+    assert review["drug"] == ["esketamine", "ketamine"]
+    assert "esketamine" in tag("Serotonergic psychedelics and (es)ketamine", "")["drug"]
+    arketamine = tag("Arketamine: a scoping review", "RESULTS: Arketamine caused fewer dissociative effects "
+                     "compared to esketamine.")
+    assert arketamine["drug"] == ["arketamine"]
+
+
+@pytest.mark.parametrize("abstract, routes", [
+    ("METHODS: Children received intranasal ketamine. RESULTS: Emergence delirium was higher in Group IV.",
+     ["intranasal"]),
+    ("METHODS: Patients received intravenous ketamine. Pre-dosing with 4 mg oral ondansetron prevented nausea.",
+     ["iv"]),
+    ("METHODS: Patients received intravenous (IV) ketamine plus intramuscular (IM) naltrexone or IM saline.", ["iv"]),
+])
+def test_another_drug_s_route_and_roman_numerals(abstract, routes):
+    assert tag("Ketamine trial", abstract)["route"] == routes
+
+
+def test_author_keywords_alone_do_not_make_a_study_about_ketamine():
+    result = tag("Expert recommendations for psychedelic-assisted therapy",
+                 "This paper evaluates frameworks for MDMA and psilocybin therapy.", keywords=["Ketamine", "MDMA"])
+    assert result["on_topic"] is False

@@ -6,7 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-from tag_eval import Score, legacy, load_blind, load_blind_side_effects, load_gold, predict, score, score_values
+from tag_eval import (
+    Score,
+    legacy,
+    load_blind,
+    load_blind_side_effects,
+    load_dev,
+    load_gold,
+    predict,
+    score,
+    score_values,
+)
 
 from ingest.db.collect import collect_dir
 
@@ -17,13 +27,17 @@ GOLD = Path(__file__).parent / "gold"
 # filed single-arm and secondary analyses differently (see tag_eval.legacy); the tagger now tags
 # what a study is and studies, so its mechanism and design figures here are lower by definition:
 # the blind set below, annotated to today's definitions, is the measure of those.
-FLOORS = {"indication": 0.84, "side_effect": 0.86, "mechanism": 0.75, "design": 0.80, "drug": 0.96,
-          "route": 0.91, "overall": 0.86}
+FLOORS = {"indication": 0.85, "side_effect": 0.86, "mechanism": 0.75, "design": 0.87, "drug": 0.97,
+          "route": 0.93, "overall": 0.88}
+# The blind development set (tests/gold/dev/, the split the rules are tuned on): measured minus a margin.
+DEV_FLOORS = {"indication": 0.87, "design": 0.94, "drug": 0.97, "route": 0.90, "overall": 0.88}
+DEV_EXACT_FLOORS = {"sample_size": 0.95, "sample_size_none": 0.98, "evidence_level": 0.92, "on_topic": 0.97,
+                    "studies_included": 0.84, "participants_pooled": 0.84}
 # The blind test set (never tuned on): its measured figures minus a small margin, so a change that
 # loses more is seen. Figures are what scripts/eval_tags.py prints; see tests/gold/blind/.
-BLIND_FLOORS = {"indication": 0.80, "mechanism": 0.55, "side_effect": 0.62, "design": 0.79, "drug": 0.92,
-                "route": 0.87, "overall": 0.79}
-BLIND_EXACT_FLOORS = {"sample_size": 0.63, "sample_size_none": 0.96, "evidence_level": 0.79, "on_topic": 0.91}
+BLIND_FLOORS = {"indication": 0.82, "mechanism": 0.55, "side_effect": 0.62, "design": 0.80, "drug": 0.94,
+                "route": 0.87, "overall": 0.81}
+BLIND_EXACT_FLOORS = {"sample_size": 0.75, "sample_size_none": 0.96, "evidence_level": 0.80, "on_topic": 0.92}
 BLIND_SIDE_EFFECT_FLOORS = {"side_effect": 0.66, "side_effect_absent": 0.37}
 BLIND_MIN_RECORDS = 165
 
@@ -48,6 +62,29 @@ def test_gold_set_is_large_enough_and_has_no_text():
 @pytest.mark.parametrize("kind", sorted(FLOORS))
 def test_f1_floor(scores, kind):
     assert scores[kind].f1 >= FLOORS[kind], f"{kind}: F1 {scores[kind].f1:.3f} < {FLOORS[kind]}"
+
+
+# --------------------------------------------------------------------------- the blind development set
+
+
+@pytest.fixture(scope="module")
+def dev_scores(corpus):
+    gold = load_dev(GOLD)
+    assert len(gold) >= 150
+    predictions = predict(collect_dir(corpus / "pubmed").records, gold)
+    return score(gold, predictions), score_values(gold, predictions)
+
+
+@pytest.mark.parametrize("kind", sorted(DEV_FLOORS))
+def test_dev_f1_floor(dev_scores, kind):
+    f1 = dev_scores[0][kind].f1
+    assert f1 >= DEV_FLOORS[kind], f"dev {kind}: F1 {f1:.3f} < {DEV_FLOORS[kind]}"
+
+
+@pytest.mark.parametrize("name", sorted(DEV_EXACT_FLOORS))
+def test_dev_exact_floor(dev_scores, name):
+    accuracy = dev_scores[1][name].accuracy
+    assert accuracy >= DEV_EXACT_FLOORS[name], f"dev {name}: {accuracy:.3f} < {DEV_EXACT_FLOORS[name]}"
 
 
 # --------------------------------------------------------------------------- the blind test set

@@ -27,11 +27,14 @@ PARENT_ORDER = ("rct", "nonrandomised_trial", "single_arm_trial", "cohort", "cas
 OBSERVATIONAL_ORDER = ("case_control", "cross_sectional", "cohort", "case_series", "case_report")
 # A background-kind section that states this study's aim ("OBJECTIVE: ... 36 inpatients were enrolled").
 OBJECTIVE_LABEL = re.compile(r"\s*(?:OBJECTIVES?|AIMS?|PURPOSE|GOALS?)\b", re.I)
+# A trial-registration section names a registry and an identifier, not a design.
+REGISTRATION_LABEL = re.compile(r"\bREGISTRATION\b|\bREGISTRY\b", re.I)
 # A background sentence about this study ("The present secondary analysis examines...").
 _OWN_VOICE = re.compile(r"\b(?:the present|this|our)\s+(?:[\w-]+\s+){0,3}(?:study|trial|analysis|review|report|work)\b|"
                         r"\bhere,? we\b|\bwe (?:conducted|performed|report|present|carried out|aimed)\b")
 # Negation that reaches a design statement: next to it ("not randomised", "without randomisation").
-NEAR_NEGATION = re.compile(r"(?:\bnot|\bno|\bwithout|\bnever|\bneither|\bnor|\bnon|\babsence of)\W+(?:\w+\W+)?$")
+NEAR_NEGATION = re.compile(r"(?:\bnot|\bno|\bwithout|\bnever|\bneither|\bnor|\bnon|\babsence of|\black of|\blacking|"
+                           r"\babsent)\W+(?:\w+\W+)?$")
 # Cohort evidence that makes a study observational even when its patients had open-label treatment.
 _OBSERVATIONAL_WORDS = re.compile(r"retrospective|chart|registry|real-world|naturalistic|database|records|"
                                   r"claims data|observational|pharmacovigilance|emulat", re.I)
@@ -69,6 +72,8 @@ def _possible_cues(vocab: Vocabulary, sentence: Sentence) -> set[tuple[str, int]
 def counts(mention: Mention, vocab: Vocabulary) -> bool:
     """Whether a (non-negated) design mention describes this study's own design."""
     sentence = mention.sentence
+    if REGISTRATION_LABEL.search(sentence.section or ""):
+        return False  # "Japan Registry of Clinical Trials": where the trial is registered, not a registry study
     if sentence.section_kind == "background" and not (OBJECTIVE_LABEL.match(sentence.section or "")
                                                       or _OWN_VOICE.search(sentence.lower)):
         return False
@@ -108,16 +113,22 @@ def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: s
     if is_registration(record, vocab):
         return Design({"registration"})
     title = record.get("title") or ""
-    strong = Support(supported)
+    strong = Support(supported, by_sentence=True)
     if "protocol" in found and (strong.title("protocol") or strong.structured("protocol")
-                                or strong.text("protocol", 2)):
+                                or strong.text("protocol", 2)) and not _reports_results(sentences):
         return Design({"protocol"})
+    def searched() -> bool:
+        """A stated literature search (each sentence's cue is computed once)."""
+        return any(cue(vocab, "literature_search", s) for s in sentences)
+
     synthesis = {d for d in ("meta_analysis", "systematic_review") if d in found
-                 and (strong.title(d) or strong.structured(d) or strong.text(d, 2))}
+                 and (strong.title(d) or strong.structured(d) or strong.text(d, 2)
+                      or (d == "systematic_review" and strong.text(d) and searched()))}
     if synthesis:
-        if "meta_analysis" in synthesis and ("systematic_review" in found
-                                             or any(cue(vocab, "literature_search", s) for s in sentences)):
+        if "meta_analysis" in synthesis and ("systematic_review" in found or searched()):
             synthesis.add("systematic_review")  # a meta-analysis of a stated search is a systematic review too
+        if strong.title("rct"):
+            synthesis.add("rct")  # "... a randomized controlled trial and meta-analysis": a trial reported with one
         return Design(synthesis)
     if "guideline" in found and (strong.title("guideline") or strong.structured("guideline")):
         return Design({"guideline"})
@@ -135,15 +146,18 @@ def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: s
                    "cross_sectional", "case_control", "case_series"}
         if not (primary & found and not strong.structured("narrative_review")):
             return Design({"narrative_review"})
+    titled_trial = strong.title("rct") or strong.structured("rct")
     if "modelling" in found and (strong.title("modelling") or strong.structured("modelling")
-                                 or strong.text("modelling", 2)):
+                                 or _model_used(supported, sentences, vocab)
+                                 or (strong.text("modelling", 2) and not titled_trial)):
+        # Cost-effectiveness named only in the text of a randomised trial (so titled) is one of its outcomes.
         return Design({"modelling"})
     if "secondary_analysis" in found and (strong.title("secondary_analysis") or strong.text("secondary_analysis")):
         return Design({"secondary_analysis"}, _parent_design(record, sentences, mentions, vocab))
     animal = "animal" in found and (strong.title("animal") or strong.text("animal", 2) or strong.structured("animal"))
     if animal and ("human" not in populations or not ({"rct", "nonrandomised_trial", "single_arm_trial"} & found)):
         return Design({"animal"} | ({"in_vitro"} if "in_vitro" in found else set()))
-    trial = _trial_design(record, supported, found, sentences, vocab)
+    trial = _trial_design(record, supported, found, sentences, mentions, vocab)
     if trial:
         return Design({trial})
     for design in OBSERVATIONAL_ORDER:
@@ -151,6 +165,8 @@ def resolve_designs(record: dict, supported: dict[str, list[Evidence]], found: s
             return Design({design})
     if "in_vitro" in found:
         return Design({"in_vitro"})
+    if _has_abstract(record) and not _clinical_trial_type(record) and _unstated_review(sentences, vocab):
+        return Design({"narrative_review"})
     return Design(set())
 
 
@@ -174,15 +190,30 @@ def _review_article(record: dict, supported: dict[str, list[Evidence]], sentence
                    for tag_id in _PRIMARY for e in supported.get(tag_id, []))
 
 
+# A count of people ("24 patients", "n = 24"): an article that has them reports a study of its own.
+_PEOPLE_COUNT = re.compile(r"\bn\s*=\s*\d|\b(?:\d+|(?:twen|thir|for|fif|six|seven|eigh|nine)ty[\w-]*|hundred|"
+                           r"two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen)\s+(?:[\w-]+\s+){0,3}"
+                           r"(?:patients|participants|subjects|adults|individuals|volunteers|children|women|men|people|"
+                           r"cases)\b")
+
+
+def _unstated_review(sentences: list[Sentence], vocab: Vocabulary) -> bool:
+    """No design stated anywhere, no methods or results, no participants counted: an article that
+    discusses (the annotators' "best reading" of such abstracts is a narrative review)."""
+    if any(s.section_kind in ("methods", "results") for s in sentences):
+        return False
+    return not any(_PEOPLE_COUNT.search(s.lower) or cue(vocab, "other_analysis", s) for s in sentences)
+
+
 def _own_statement(sentence: Sentence) -> bool:
     """Whether a design statement comes from the study's methods or results, or speaks of this study."""
     return sentence.section_kind in ("methods", "results") or bool(_OWN_VOICE.search(sentence.lower))
 
 
 def _trial_design(record: dict, supported: dict[str, list[Evidence]], found: set[str],
-                  sentences: list[Sentence], vocab: Vocabulary) -> str | None:
+                  sentences: list[Sentence], mentions: list[Mention], vocab: Vocabulary) -> str | None:
     """rct, nonrandomised_trial or single_arm_trial when the study is interventional; else None."""
-    if "rct" in found:
+    if "rct" in found and _randomisation_stated(supported, mentions, sentences, vocab):
         return "rct"
     def stated(name: str, sections: tuple[str, ...] = ("background",)) -> bool:
         """A cue in a sentence about this study (the cue first: it is the rarer test to pass)."""
@@ -212,6 +243,33 @@ def _trial_design(record: dict, supported: dict[str, list[Evidence]], found: set
         # trial), with nothing observational about it.
         return "single_arm_trial"
     return None
+
+
+def _randomisation_stated(supported: dict[str, list[Evidence]], mentions: list[Mention], sentences: list[Sentence],
+                          vocab: Vocabulary) -> bool:
+    """Whether the study's randomisation stands. A publication type does not stand against an abstract
+    that describes the control ("double-blind, placebo-controlled") and never says randomised: that is
+    a controlled trial (the annotation guide, tests/gold/blind/GUIDE.md). An abstract silent on
+    allocation leaves NLM's publication type (its indexers read the full text)."""
+    if Support(supported, by_sentence=True).text("rct") or any(m.tag_id == "rct" and not m.negated for m in mentions):
+        return True
+    return not any(cue(vocab, "controlled", s) for s in sentences if s.section_kind != "title")
+
+
+def _model_used(supported: dict[str, list[Evidence]], sentences: list[Sentence], vocab: Vocabulary) -> bool:
+    """A modelling statement that says the model is this study's method ("a Markov model ... was used")."""
+    return any(e.source == "abstract" and e.sentence_index is not None
+               and cue(vocab, "model_used", sentences[e.sentence_index]) for e in supported.get("modelling", []))
+
+
+def _reports_results(sentences: list[Sentence]) -> bool:
+    """A RESULTS section: a protocol has none (NLM's "Clinical Trial Protocol" type is also given
+    to some trial reports)."""
+    return any(s.section_kind == "results" for s in sentences)
+
+
+def _has_abstract(record: dict) -> bool:
+    return bool(record.get("abstract") or record.get("abstract_sections"))
 
 
 def _clinical_trial_type(record: dict) -> bool:

@@ -40,22 +40,27 @@ _VERBS = (r"(?:randomi[sz]ed|enrolled|included|recruited|allocated|assigned|anal
 _DIGITS_TOKEN = re.compile(r"\d{1,3}(?:,\d{3})+(?![\w-])|\d+(?![\w-])")  # starts with a digit: searched fast
 _WORDS_TOKEN = re.compile(rf"\b({_WORDS})(?![\w-])")
 _PEOPLE_AFTER = re.compile(rf"\s+{_PEOPLE}")
-_ENROLLED_AFTER = re.compile(rf"\s+{_PEOPLE}(?:\s+(?:with|from|who|aged|diagnosed|meeting|at)\b[^,.;]{{0,60}}?)?"
+_ENROLLED_AFTER = re.compile(rf"\s+{_PEOPLE}(?:\s+(?:with|from|who|aged|diagnosed|meeting|at)\b[^,.;]{{0,100}}?)?"
                              rf"\s+(?:were|was|had been)\s+(?:randomi[sz]ed|enrolled|included|recruited|randomly|"
                              rf"allocated|assigned|treated|studied|analy[sz]ed|evaluated|surveyed)")
 _BEFORE_RANKS = [  # (rank, what the text before the number ends with); rank 1 is _ENROLLED_AFTER
     (0, re.compile(rf"\b{_VERBS}\s+(?:a total of\s+|total of\s+)?$")),
     (2, re.compile(r"\b(?:a total of|total of|overall,?)\s+$")),
     (3, re.compile(r"\b(?:carried out|conducted|performed|done)\s+(?:on|in|with|among)\s+$")),
+    # "In this two-center observational study, 261 adults with TRD ... received": this study's people.
+    (3, re.compile(r"\bin (?:this|the present|our) [^,.;()]{0,60}?(?:study|trial|analysis|cohort),\s+$")),
     (4, re.compile(r"\b(?:involving|including|comprising|enrolling|recruiting|involved|comprised|"
                    r"(?:study|trial) with|analys[ie]s (?:on|of))\s+$")),
     (7, re.compile(r"\b(?:among|in|of|from|to)\s+(?:the\s+|all\s+)?$")),
 ]
 # Weakest: the number of people is the subject of the sentence's verb ("41 participants received...").
 _SUBJECT_RANK = 8
-_SUBJECT_AFTER = re.compile(rf"\s+{_PEOPLE}(?:\s+\([^)]{{0,80}}\))?(?:\s+(?:with|from|who|aged|diagnosed|meeting|at|"
+_PARENTHESIS = r"\((?:[^()]|\([^()]{0,30}\)){0,80}\)"  # one level of nesting: "(mean age (SD) = 25.1)"
+_SUBJECT_AFTER = re.compile(rf"\s+{_PEOPLE}(?:\s+{_PARENTHESIS})?(?:\s+(?:with|from|who|aged|diagnosed|meeting|at|"
                             rf"undergoing|scheduled)\b[^,.;()]{{0,80}}?)?,?\s+(?:received|underwent|participated|"
                             rf"completed|took part|were|was|had|met|provided|consented|entered)\b")
+# "Fourteen patients (40%) were nonresponders": a share of the sample, not the sample.
+_SHARE_AFTER = re.compile(rf"\s+{_PEOPLE}\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)")
 _START_RANK = 6  # the sentence opens with the number of people
 _N_EQUALS = re.compile(r"\(\s*n\s*=\s*(\d{1,3}(?:,\d{3})+|\d+)\s*\)")
 _ARM_RANK = 5  # the "(n = ...)" pattern: per-arm counts, added up
@@ -65,21 +70,34 @@ _NOT_PEOPLE_BEFORE = ("aged", "age", "ages", "years", "yrs", "mg", "dose", "dose
 
 _STUDIES = r"(?:[\w-]+\s+){0,3}?(?:studies|trials|rcts|articles|papers|publications|reports|cohorts)"
 _INCLUDED_PATTERNS = [
+    # "From all included studies (n = 29), ..."
+    re.compile(rf"\b(?:included|eligible)\s+(?:[\w-]+\s+){{0,2}}?(?:studies|trials|rcts|articles)"
+               rf"\s*\(\s*n\s*=\s*{NUMBER}\s*\)"),
     re.compile(rf"\b{NUMBER}\s+{_STUDIES}\s+(?:\([^)]{{0,40}}\)\s+)?(?:were|was)\s+(?:included|eligible|identified|"
                rf"selected|analy[sz]ed|retained)"),
-    re.compile(rf"\b(?:included|identified|yielded|retained|selected|analy[sz]ed|pooled|comprised)\s+{NUMBER}\s+{_STUDIES}"),
+    re.compile(rf"\b(?:included|identified|yielded|retained|selected|analy[sz]ed|pooled|comprised|found|analy[sz]ing|"
+               rf"including)\s+{NUMBER}\s+{_STUDIES}"),
     re.compile(rf"\b{NUMBER}\s+{_STUDIES}\s+(?:met|fulfilled|satisfied)\b"),
+    # "Of the 2275 articles identified, 93 met inclusion criteria"; "Among the 11 included trials"
+    re.compile(rf"\b{NUMBER}\s+(?:met|fulfilled|satisfied)\s+(?:the\s+|our\s+|all\s+)?"
+               rf"(?:inclusion|eligibility|selection)"),
+    re.compile(rf"\b{NUMBER}\s+included\s+{_STUDIES}"),
     re.compile(rf"\b{NUMBER}\s+{_STUDIES}\s+(?:\(|with|involving|including|comprising|enrolling|totaling|totalling|"
                rf"representing|and)"),
     re.compile(rf"\b(?:a total of|total of|overall,?)\s+{NUMBER}\s+{_STUDIES}"),
 ]
 _POOLED_PATTERNS = [
-    re.compile(rf"\b(?:involving|including|comprising|enrolling|totaling|totalling|representing|with|and|of)\s+"
-               rf"(?:a total of\s+|data from\s+|data on\s+)?{NUMBER}\s+{_PEOPLE}"),
+    re.compile(rf"\b(?:involving|including|comprising|enrolling|totaling|totalling|representing|with|and|of|included|"
+               rf"involved|enrolled|comprised)\s+(?:a total of\s+|data from\s+|data on\s+|the\s+)?"
+               rf"{NUMBER}\s+{_PEOPLE}"),
+    # "238 studies (380,505 participants)"
+    re.compile(rf"\b(?:studies|trials|rcts|articles|cohorts)\s+\(\s*(?:n\s*=\s*)?{NUMBER}\s+{_PEOPLE}"),
     re.compile(rf"\b(?:a total of|total of)\s+{NUMBER}\s+{_PEOPLE}"),
     re.compile(r"\b[nN]\s*=\s*(\d{1,3}(?:,\d{3})+|\d+)\s+(?:participants|patients|subjects|individuals)?"),
     re.compile(rf"{NUMBER}\s+{_PEOPLE}\s+(?:were|was)\s+(?:included|analy[sz]ed|pooled)"),
 ]
+# "Seven studies were eligible out of 1220 identified articles": the records screened, not those included.
+_SCREENED_BEFORE = ("out of",)
 _STUDIES_HINT = re.compile(r"studies|trials|rcts|articles|papers|publications|reports|cohorts")
 
 MAX_PEOPLE = 5_000_000
@@ -142,7 +160,11 @@ def to_int(token: str) -> int | None:
 def count_participants(sentences: list[Sentence], designs: set[str]) -> Counts:
     """The counts that fit the study's design, each with its sentence."""
     if designs & {"meta_analysis", "systematic_review"}:
-        return _synthesis_counts(sentences)
+        counts = _synthesis_counts(sentences)
+        if "rct" in designs:  # a trial reported with a meta-analysis: the trial's n, from its own sentences
+            own = [s for s in sentences if not _SYNTHESIS_WORDS.search(s.lower)]
+            counts.sample_size, counts.sample_size_evidence = extract_sample_size(own)
+        return counts
     if designs & NO_PARTICIPANTS:
         return Counts()
     size, evidence = extract_sample_size(sentences)
@@ -154,6 +176,7 @@ def count_participants(sentences: list[Sentence], designs: set[str]) -> Counts:
     return Counts(size, evidence)
 
 
+_SYNTHESIS_WORDS = re.compile(r"meta-?\s?analy|systematic review|pooled|included (?:studies|trials)")
 # Designs whose abstracts describe no participants of their own.
 NO_PARTICIPANTS = frozenset({"narrative_review", "guideline", "animal", "in_vitro", "modelling", "protocol",
                              "registration"})
@@ -188,6 +211,8 @@ def _statements(sentence: Sentence) -> list[tuple[int, int]]:
         before, after = text[max(0, start - 48):start], text[end:end + 160]
         if before.rstrip().endswith(_NOT_PEOPLE_BEFORE) or not _PEOPLE_AFTER.match(after):
             continue
+        if _SHARE_AFTER.match(after) and not before.endswith(("of ", "of the ")):
+            continue  # "Fourteen patients (40%) were nonresponders"; but "44 of 82 patients (54%)" counts 82
         value = to_int(token)
         if value is None or value < 1 or value > MAX_PEOPLE:
             continue
@@ -211,9 +236,10 @@ def _statements(sentence: Sentence) -> list[tuple[int, int]]:
     return found
 
 
-def _first_count(pattern: re.Pattern, sentence: Sentence, rank: int) -> int | None:
+def _first_count(pattern: re.Pattern, sentence: Sentence, rank: int, skip_before: tuple[str, ...] = ()) -> int | None:
     for match in pattern.finditer(sentence.lower):
-        if sentence.lower[:match.start(1)].rstrip().endswith(_NOT_PEOPLE_BEFORE):
+        before = sentence.lower[:match.start(1)].rstrip()
+        if before.endswith(_NOT_PEOPLE_BEFORE) or (skip_before and before.endswith(skip_before)):
             continue
         value = to_int(match.group(1))
         if value is None or value < 1 or value > MAX_PEOPLE:
@@ -237,19 +263,30 @@ def _number_tokens(text: str) -> list[tuple[int, int, str]]:
 _ALLOCATION = r"(?:randomi[sz]ed|randomly assigned|randomly allocated|assigned|allocated)"
 # Groups counted one by one, added up: "336 patients were randomised to A and 340 to B",
 # "110 TRD and 25 TRBD patients were included", "17 participants with X, 18 participants with Y and 8 ...".
+# Each with the words one of which every match contains: a substring test is much faster than the pattern.
 _GROUP_LISTS = [
-    re.compile(rf"\b{NUMBER}\s+{_PEOPLE}\s+(?:were|was)\s+{_ALLOCATION}\s+to\s+[^,;.]{{1,80}}?(?:,\s*|\s+)"
-               rf"(?:and|while|whereas)\s+{NUMBER}\s+(?:\w+\s+)?(?:to|were)\b"),
-    re.compile(rf"\b{NUMBER}\s+[\w-]+(?:\s+[\w-]+)?\s+and\s+{NUMBER}\s+[\w-]+(?:\s+[\w-]+)?\s+{_PEOPLE_NOUN}\s+"
-               rf"(?:were|was)\s+(?:included|enrolled|recruited|randomi[sz]ed|analy[sz]ed|studied)"),
-    re.compile(rf"\b{NUMBER}\s+{_PEOPLE}\s+with\s+[^,;]{{1,40}}?,\s+{NUMBER}\s+{_PEOPLE}\s+with\s+[^,;]{{1,40}}?,?\s+"
-               rf"and\s+{NUMBER}\s+{_PEOPLE}\s+with\b"),
+    ((" and ", " while ", " whereas "),
+     re.compile(rf"\b{NUMBER}\s+{_PEOPLE}\s+(?:were|was)\s+{_ALLOCATION}\s+to\s+[^,;.]{{1,80}}?(?:,\s*|\s+)"
+                rf"(?:and|while|whereas)\s+{NUMBER}\s+(?:\w+\s+)?(?:to|were)\b")),
+    ((" and ",),
+     re.compile(rf"\b{NUMBER}\s+[\w-]+(?:\s+[\w-]+)?\s+and\s+{NUMBER}\s+[\w-]+(?:\s+[\w-]+)?\s+{_PEOPLE_NOUN}\s+"
+                rf"(?:were|was)\s+(?:included|enrolled|recruited|randomi[sz]ed|analy[sz]ed|studied)")),
+    ((" and ",),
+     re.compile(rf"\b{NUMBER}\s+{_PEOPLE}\s+with\s+[^,;]{{1,40}}?,\s+{NUMBER}\s+{_PEOPLE}\s+with\s+"
+                rf"[^,;]{{1,40}}?,?\s+and\s+{NUMBER}\s+{_PEOPLE}\s+with\b")),
+    # "differences ... between 36 individuals with TRD and 25 healthy volunteers"
+    (("between ",), re.compile(rf"\bbetween\s+{NUMBER}\s+{_PEOPLE}[^,;.]{{0,80}}?\s+and\s+{NUMBER}\s+{_PEOPLE}")),
+    # "169 participants with MDD received TMS only, while 66 received TMS and ketamine"
+    ((" while ", " whereas "),
+     re.compile(rf"\b{NUMBER}\s+{_PEOPLE}\s+[^;.]{{0,80}}?\b(?:received|underwent)\b[^;.]{{1,120}}?,?\s+"
+                rf"(?:while|whereas)\s+{NUMBER}\s+(?:\w+\s+)?(?:received|underwent)\b")),
 ]
 
 
 def _group_total(sentence: Sentence) -> int | None:
-    for pattern in _GROUP_LISTS:
-        match = pattern.search(sentence.lower)
+    text = sentence.lower
+    for needed, pattern in _GROUP_LISTS:
+        match = any(word in text for word in needed) and pattern.search(text)
         if match:
             values = [to_int(group) for group in match.groups()]
             if all(values) and sum(values) <= MAX_PEOPLE:
@@ -257,15 +294,22 @@ def _group_total(sentence: Sentence) -> int | None:
     return None
 
 
+_VERSUS = re.compile(r"\b(?:versus|vs\.?|compared (?:with|to))\s")
+
+
 def _arm_total(sentence: Sentence) -> int | None:
     """ "(n = 20) ... (n = 22)": the arms added up, or the total when the others are its parts."""
-    values = [v for v in (to_int(m.group(1)) for m in _N_EQUALS.finditer(sentence.lower)) if v and v <= MAX_PEOPLE]
+    arms = [(m, to_int(m.group(1))) for m in _N_EQUALS.finditer(sentence.lower)]
+    matches = [m for m, v in arms if v and v <= MAX_PEOPLE]
+    values = [v for _, v in arms if v and v <= MAX_PEOPLE]
     if not values:
         return None
     largest = max(values)
     rest = sum(values) - largest
-    if len(values) == 2 and values[0] == values[1]:
-        return largest * 2  # two equal arms ("ketamine group (n = 8) ... control group (n = 8)")
+    if len(values) == 2 and (values[0] == values[1]
+                             or _VERSUS.search(sentence.lower, matches[0].end(), matches[1].start())):
+        # Two arms: equal ("ketamine group (n = 8) ... control group (n = 8)") or set against each other.
+        return sum(values)
     if len(values) == 1 or rest == largest or rest < largest / 2:
         return largest
     return sum(values)
@@ -277,7 +321,7 @@ def _synthesis_counts(sentences: list[Sentence]) -> Counts:
     with_studies = [s for s in candidates if _STUDIES_HINT.search(s.lower)]
     for pattern in _INCLUDED_PATTERNS:
         for sentence in with_studies:
-            value = _first_count(pattern, sentence, 0)
+            value = _first_count(pattern, sentence, 0, _SCREENED_BEFORE)
             if value is not None and value < 10_000:
                 counts.studies_included, counts.studies_included_evidence = value, sentence.text
                 break

@@ -13,10 +13,16 @@ STRUCTURED_SOURCES = ("mesh", "publication_type")
 
 
 class Support:
-    """Queries over one study's supported evidence, by tag id."""
+    """Queries over one study's supported evidence, by tag id.
 
-    def __init__(self, supported: dict[str, list[Evidence]]):
+    ``by_sentence``: text support counts sentences, not matches ("network meta-analyses" holds two
+    matches in one sentence). The design rules count that way; the other kinds' thresholds were set
+    counting matches (an acronym beside its expansion counts twice).
+    """
+
+    def __init__(self, supported: dict[str, list[Evidence]], by_sentence: bool = False):
         self.supported = supported
+        self.by_sentence = by_sentence
 
     def title(self, tag_id: str) -> bool:
         return any(e.source == "title" for e in self.supported.get(tag_id, []))
@@ -25,4 +31,5 @@ class Support:
         return any(e.source in STRUCTURED_SOURCES for e in self.supported.get(tag_id, []))
 
     def text(self, tag_id: str, min_count: int = 1) -> bool:
-        return sum(1 for e in self.supported.get(tag_id, []) if e.source in TEXT_SOURCES) >= min_count
+        rows = [e for e in self.supported.get(tag_id, []) if e.source in TEXT_SOURCES]
+        return len({e.sentence_index for e in rows} if self.by_sentence else rows) >= min_count

@@ -199,7 +199,7 @@ def _counts(mention: Mention, kind: str, claimed: set[tuple[int, int, int]], mem
     if kind == "mechanism":
         # Studied (measured, manipulated, tested), not named: "ketamine, an NMDA receptor antagonist".
         return where != "background" and not _sentence_rule(_DESCRIBES_KETAMINE, mention.sentence, memo)
-    if kind == "route" and _CO_MEDICATION.match(mention.sentence.lower, mention.end):
+    if kind == "route" and vocab.co_medication and vocab.co_medication.match(mention.sentence.lower, mention.end):
         return False  # "an oral antidepressant" beside esketamine nasal spray: not the study drug's route
     if kind == "side_effect":
         if where in ("background", "methods") or mention.reduced:
@@ -222,9 +222,6 @@ _DESCRIBES_KETAMINE = re.compile(
     rf"{_KETAMINES}\s*(?:\(\w+\)\s*)?,?\s*(?:is\s+)?(?:an?|the)\s+(?:[\w-]+\s+){{0,3}}(?:n-methyl|nmda)"
     rf"|(?:nmda|n-methyl-d-aspartate)\w*\s+(?:\(nmda\)\s+)?(?:receptor\s+)?(?:\(nmdar?\)\s+)?antagonists?,?\s+"
     rf"(?:\w+\s+)?{_KETAMINES}")
-# A route word that belongs to another drug given alongside ("oral antidepressant").
-_CO_MEDICATION = re.compile(r"(?:ly)?\s+(?:\w+\s+)?(?:antidepressants?|ads?\b|ssris?|snris?|medications?|drugs?|"
-                            r"therapy with|opioids?|analgesics?|benzodiazepines?|lithium|antipsychotics?)")
 
 
 def tag_record(record: dict, vocab: Vocabulary | None = None, sample_size: bool = True) -> TagResult:
@@ -283,7 +280,9 @@ _KETAMINE_WORD = re.compile(
 
 
 def on_topic(record: dict, supported: dict[str, list[Evidence]], drugs: list[str]) -> tuple[bool, str | None]:
-    """Whether the study is about ketamine or a relative, and what shows it (title, MeSH, chemical, sentences)."""
+    """Whether the study is about ketamine or a relative, and what shows it (title, MeSH, chemical, sentences).
+
+    Not the author keywords: a psychedelics paper lists "ketamine" among them without studying it."""
     title = record.get("title") or ""
     if _KETAMINE_WORD.search(title):
         return True, title
@@ -293,9 +292,6 @@ def on_topic(record: dict, supported: dict[str, list[Evidence]], drugs: list[str
     for chemical in record.get("chemicals") or []:
         if _KETAMINE_WORD.search(chemical.get("name") or ""):
             return True, chemical["name"]
-    for keyword in record.get("keywords") or []:
-        if _KETAMINE_WORD.search(keyword):
-            return True, keyword
     # A drug tag: named outside the background (given, compared, measured or reviewed), not in passing.
     text = [e for d in drugs for e in supported.get(d, []) if e.source in ("title", "abstract")]
     if text:

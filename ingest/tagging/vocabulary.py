@@ -64,6 +64,9 @@ class Vocabulary:
     # name -> [(literal prefixes every match starts with, or None: always search; regex)]
     design_cues: dict[str, list[tuple[tuple[str, ...] | None, re.Pattern]]] = field(default_factory=dict)
     design_cue_automaton: object = None  # prefix substring -> (cue name, pattern index), one pass per sentence
+    # Words after a route word that make it another drug's route ("an oral antidepressant"): raw, compiled.
+    co_medication_patterns: list[str] = field(default_factory=list)
+    co_medication: re.Pattern | None = None
 
     def of_kind(self, kind: str) -> list[TagDef]:
         return [t for t in self.tags.values() if t.kind == kind]
@@ -114,7 +117,9 @@ def _read(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
             if level is not None and level not in levels:
                 raise VocabularyError(f"tag {tag.id}: evidence level {level!r} is not in evidence_levels")
     cues = {str(name): [str(p) for p in patterns or []] for name, patterns in (data.get("design_cues") or {}).items()}
-    return Vocabulary(kinds=kinds, tags=tags, evidence_levels=levels, design_cue_patterns=cues)
+    co_medication = [str(p) for p in data.get("co_medication") or []]
+    return Vocabulary(kinds=kinds, tags=tags, evidence_levels=levels, design_cue_patterns=cues,
+                      co_medication_patterns=co_medication)
 
 
 @functools.lru_cache(maxsize=4)
@@ -151,8 +156,21 @@ def _load(path: str, mtime_ns: int = 0, size: int = 0) -> Vocabulary:
     for anchor, cues in cue_entries().items():
         entries.setdefault(anchor, []).extend(cues)
     _add_design_cues(vocab)
+    vocab.co_medication = _co_medication_regex(vocab.co_medication_patterns)
     vocab.anchor_automaton = build_automaton(entries)
     return vocab
+
+
+def _co_medication_regex(words: list[str]) -> re.Pattern | None:
+    """Matched right after a route word: "-ly", an optional "(IM)" and one word, then a co-medication
+    ("intramuscular (IM) naltrexone"; after the "IM" in parentheses, the co-medication itself)."""
+    if not words:
+        return None
+    try:
+        words_regex = "|".join(p.lower() for p in words)
+        return re.compile(r"(?:ly)?(?:\)\s+|\s+(?:\([a-z.]+\)\s+)?(?:[\w-]+\s+)?)(?:" + words_regex + ")")
+    except re.error as exc:
+        raise VocabularyError(f"co_medication: {exc}") from exc
 
 
 def _add_design_cues(vocab: Vocabulary) -> None:
