@@ -487,8 +487,9 @@ def tag_text(input, output):
 
 # Subcommands that live beside their stage.
 from .claims.cli import check, embed  # noqa: E402
+from .db.cli import compact  # noqa: E402
 from .site.cli import serve  # noqa: E402
 from .site.publish import package, publish  # noqa: E402
 
-for command in (check, embed, serve, package, publish):
+for command in (check, embed, serve, package, publish, compact):
     cli.add_command(command)

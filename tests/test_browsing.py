@@ -108,6 +108,21 @@ def test_phases_flags_and_codes_in_words():
     assert words.heading("studies", "no_such_column") == "no_such_column"
 
 
+def test_languages_by_name():
+    assert words.value_label("studies", "languages", '["eng", "fre"]') == "English, French"
+    assert words.value_label("studies", "languages", "ger") == "German"
+    assert words.value_label("studies", "languages", '["xx9"]') == "xx9"  # not a code: as stored
+    assert words.language_name("chi") == "Chinese" and words.language_name("") is None
+
+
+def test_default_facets_include_language_journal_and_open_access(site):
+    page = get(site, "/kb/studies.json", _size="0", _extra="facet_results").json()
+    results = page["facet_results"]
+    shown = set(results.get("results", results))
+    assert {"populations", "languages", "journal", "is_open_access"} <= shown
+    assert not page.get("facets_timed_out")
+
+
 def test_a_trial_without_a_title_is_called_by_its_id_and_conditions():
     assert words.trial_title({"title": "Brief", "official_title": "Official"}) == ("Brief", False)
     assert words.trial_title({"title": "", "official_title": "Official", "acronym": "OK"}) == ("Official", False)

@@ -113,7 +113,7 @@ def test_counts_are_the_rows_the_filter_selects(tags_site, kb):
     assert absent_only, "the fixture has a side effect reported absent only"
 
 
-@pytest.mark.parametrize("column", ["languages", "mechanisms", "side_effects_absent", "publication_type_names",
+@pytest.mark.parametrize("column", ["keywords", "mechanisms", "side_effects_absent", "publication_type_names",
                                     "mesh_terms"])
 def test_any_array_column_by_hand(array_site, tags_site, column):
     reference = facets(array_site, f"_offtopic=1&_facet_array={column}")[column]

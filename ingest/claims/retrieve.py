@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .results import ClaimError, Sentence
@@ -26,36 +27,110 @@ def require_sentences(conn: sqlite3.Connection) -> set[str]:
 
 RANKED_SENTENCES_CAP = 5_000  # at most this many matching sentences are scored, the newest studies' first
 RANKED_STUDIES_CAP = 5_000  # the same for whole abstracts
+NO_LIMIT = 2**63 - 1
+CONTENT_OF = {"sentences_fts": "sentences", "studies_fts": "studies"}  # the table whose rowids each index has
 
 
 def last_rowid_ranked(conn: sqlite3.Connection, fts_table: str, query: str, cap: int) -> int:
-    """The rowid up to which matches are ranked: that of the cap-th match, in rowid order.
+    """The rowid of the cap-th match, in rowid order, over the whole table (see :func:`ranked_range`:
+    past the sorted prefix rowid order is not recency order)."""
+    row = conn.execute(f"select rowid from {fts_table} where {fts_table} match ? order by rowid limit 1 offset ?",
+                       (query, cap - 1)).fetchone()
+    return row[0] if row else NO_LIMIT
+
+
+def sorted_upto(conn: sqlite3.Connection, table: str) -> int:
+    """The rowid up to which ``table``'s rowid order is recency order, newest first (db/order.py).
+
+    Rows past it (the tail) were appended by imports and updates since kb.db was last sorted. A
+    kb.db that does not say (an older version) is taken as sorted throughout.
+    """
+    try:
+        row = conn.execute("select sorted_upto from kb_order where table_name = ?", [table]).fetchone()
+    except sqlite3.OperationalError:  # no kb_order table
+        return NO_LIMIT
+    return row[0] if row else NO_LIMIT
+
+
+@dataclass(frozen=True)
+class RankedRange:
+    """The matches a capped ranking scores: the sorted prefix's first (the newest) up to ``last``, and
+    every match past ``tail_after`` (the tail: rows written since kb.db was sorted, kept small by
+    renumbering, so the ranking scores at most about 1.5 times its cap)."""
+
+    last: int
+    tail_after: int
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"last": self.last, "tail_after": self.tail_after}
+
+    def union(self, select: str, rowid: str) -> str:
+        """``select`` (a SELECT ending in its WHERE) over the prefix's ranked matches, union all the tail's.
+
+        Two rowid ranges, each of which FTS5 walks by itself; one condition with OR it would test on
+        every match. The ranges never overlap: ``last`` <= ``tail_after``.
+        """
+        return f"{select} and {rowid} <= :last union all {select} and {rowid} > :tail_after"
+
+
+def ranked_range(conn: sqlite3.Connection, fts_table: str, query: str, cap: int) -> RankedRange:
+    """Which matches of ``query`` to rank: the newest ``cap`` of the sorted prefix, and the whole tail.
 
     BM25 must score every row it sorts; past a few thousand matches that is most of the time a
     query takes. kb.db stores the newest studies first (lowest rowids), so capping by rowid ranks
     the newest matches. The cap-th match is cheap to find: FTS5 walks matches in rowid order.
     """
-    row = conn.execute(f"select rowid from {fts_table} where {fts_table} match ? order by rowid limit 1 offset ?",
-                       (query, cap - 1)).fetchone()
-    return row[0] if row else 2**63 - 1
+    upto = sorted_upto(conn, CONTENT_OF[fts_table])
+    row = conn.execute(f"select rowid from {fts_table} where {fts_table} match :query and rowid <= :upto "
+                       "order by rowid limit 1 offset :skip",
+                       {"query": query, "upto": upto, "skip": cap - 1}).fetchone()
+    return RankedRange(last=row[0] if row else upto, tail_after=upto)
+
+
+SENTENCE_MATCHES = (
+    "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, sentences_fts.context, "
+    f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
+    "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid where sentences_fts match :query"
+)
 
 
 def fts_ranking(conn: sqlite3.Connection, query: str, ranked: bool = True) -> list[tuple[str, Sentence]]:
-    # Unranked (newest sentences first) when every word is too common to rank cheaply: FTS5
-    # can stop after the limit in rowid order, but must score every match to sort by bm25.
-    order = "score" if ranked else "sentences_fts.rowid"
-    sql = (
-        "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, sentences_fts.context, "
-        f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
-        "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid "
-        f"where sentences_fts match ? and sentences_fts.rowid <= ? order by {order} limit ?"
-    )
     try:
-        last = last_rowid_ranked(conn, "sentences_fts", query, RANKED_SENTENCES_CAP) if ranked else 2**63 - 1
-        rows = conn.execute(sql, (query, last, FTS_CANDIDATES)).fetchall()
+        rows = _ranked_sentences(conn, query) if ranked else _newest_sentences(conn, query)
     except sqlite3.OperationalError as exc:  # a query FTS5 still rejects: report, never crash
         raise ClaimError(f"full-text search failed ({exc})") from exc
     return [_sentence(row, bm25=row[7]) for row in rows]
+
+
+def _ranked_sentences(conn: sqlite3.Connection, query: str) -> list[tuple]:
+    bounds = ranked_range(conn, "sentences_fts", query, RANKED_SENTENCES_CAP)
+    return conn.execute(f"{bounds.union(SENTENCE_MATCHES, 'sentences_fts.rowid')} order by score limit :limit",
+                        {"query": query, "limit": FTS_CANDIDATES, **bounds.params}).fetchall()
+
+
+def _newest_sentences(conn: sqlite3.Connection, query: str) -> list[tuple]:
+    """Unranked, newest studies' sentences first, when every word is too common to rank cheaply: FTS5
+    can stop after the limit in rowid order, but must score every match to sort by bm25. The
+    tail's matches are put among the prefix's by their study's year."""
+    upto = sorted_upto(conn, "sentences")
+    params = {"query": query, "upto": upto, "limit": FTS_CANDIDATES}
+    prefix = conn.execute(f"{SENTENCE_MATCHES} and sentences_fts.rowid <= :upto order by sentences_fts.rowid "
+                          "limit :limit", params).fetchall()
+    tail = conn.execute(f"select m.*, coalesce(st.year, 0) as year from ({SENTENCE_MATCHES} "
+                        "and sentences_fts.rowid > :upto) m left join studies st on st.id = m.study_id "
+                        "order by year desc, m.rowid limit :limit", params).fetchall()
+    if not tail:
+        return prefix
+    years = _study_years(conn, {row[1] for row in prefix})
+    merged = [(years.get(row[1], 0), row) for row in prefix] + [(row[-1], row[:-1]) for row in tail]
+    return [row for _, row in sorted(merged, key=lambda pair: (-pair[0], pair[1][0]))[:FTS_CANDIDATES]]
+
+
+def _study_years(conn: sqlite3.Connection, ids: set[str]) -> dict[str, int]:
+    marks = ", ".join("?" for _ in ids)
+    return {sid: year or 0 for sid, year in conn.execute(f"select id, year from studies where id in ({marks})",
+                                                          list(ids))}
 
 
 def vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) -> list[tuple[str, Sentence]]:
@@ -100,11 +175,11 @@ def abstract_ranking(conn: sqlite3.Connection, query: str, tables: set[str]) -> 
     if "studies_fts" not in tables:
         return {}
     try:
-        last = last_rowid_ranked(conn, "studies_fts", query, RANKED_STUDIES_CAP)
-        rows = conn.execute(
-            f"select s.id, bm25(studies_fts, {TITLE_WEIGHT}, 1.0) as score from studies_fts "
-            "join studies s on s.rowid = studies_fts.rowid where studies_fts match ? and studies_fts.rowid <= ? "
-            "order by score limit ?", (query, last, FTS_CANDIDATES)).fetchall()
+        bounds = ranked_range(conn, "studies_fts", query, RANKED_STUDIES_CAP)
+        matches = (f"select s.id, bm25(studies_fts, {TITLE_WEIGHT}, 1.0) as score from studies_fts "
+                   "join studies s on s.rowid = studies_fts.rowid where studies_fts match :query")
+        rows = conn.execute(f"{bounds.union(matches, 'studies_fts.rowid')} order by score limit :limit",
+                            {"query": query, "limit": FTS_CANDIDATES, **bounds.params}).fetchall()
     except sqlite3.OperationalError:  # a studies_fts of another shape: the sentences still rank
         return {}
     best = rows[0][1] if rows else 0.0

@@ -18,6 +18,7 @@ from ..sources.formats import SOURCES
 from .atomic import DEFAULT_LOCK_WAIT, BuildError, atomic_database, pause_point
 from .collect import Collected, collect_dir
 from .derive import Prederiver, default_derivers
+from .order import compact_if_needed, mark_sorted
 from .schema import create_fts, create_schema, optimise, refresh_term_docs
 from .studies import child_rows, delete_study, source_record_rows, study_row, upsert_merged
 from .trials import link_studies_to_trials, write_trials
@@ -175,6 +176,7 @@ def build(
         create_schema(db, fts=False)
         pause_point("schema")
         written = write_fresh(db, collected, early, progress)
+        mark_sorted(db)  # written newest first
         carry_first_seen(db, target, started)
         pause_point("written")
         trials = list(collected.trials.items())
@@ -252,6 +254,7 @@ def import_into(
             db, [], source, mode, query, inputs, started, collected, len(touched), deleted,
             since.isoformat() if since else None,
         )
+        compact_if_needed(db)  # rows were appended: sort them in once they are many
         optimise(db)
     return stats
 

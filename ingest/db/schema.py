@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 5  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
+SCHEMA_VERSION = 7  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
 #                     4: findings, finding_quantities; 5: entry_date, first_seen, ingest_runs.source_counts
+#                     6: kb_order; 7: idx_studies_tag_columns holds languages, is_open_access, journal
 
 STUDIES = {
     "id": str,
@@ -158,8 +159,10 @@ INDEXES = [
     # without sorting whole rows (abstracts and all), its year and array facets,
     # ?designs__arraycontains= filters and the dashboard's charts read this (about 150 bytes a study)
     # instead of the rows (about 5 kB with the abstract, the tag columns behind it in overflow pages).
+    # Languages, open access and journal too: the studies page's other default facets.
     ("studies", ["on_topic", "year", "designs", "drugs", "indications", "side_effects", "routes", "populations",
-                 "mechanisms", "side_effects_absent", "evidence_level_label", "id"], False,
+                 "mechanisms", "side_effects_absent", "evidence_level_label", "languages", "is_open_access",
+                 "journal", "id"], False,
      "idx_studies_tag_columns"),
 ]
 
@@ -306,9 +309,12 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
             foreign_keys=[("study_id", "studies", "id"), ("tag_id", "tags", "id")],
         )
     for table, columns, unique, *name in INDEXES:
+        if name:
+            _drop_index_if_changed(db, name[0], columns)
         db[table].create_index(columns, index_name=name[0] if name else None, unique=unique, if_not_exists=True)
     _create_trials(db)
     _create_sentences(db)
+    db.execute(KB_ORDER_SQL)
 
     for kind in TAG_COLUMNS:
         db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), ignore=True)
@@ -316,6 +322,13 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
         create_fts(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db._kb_dependents = None  # type: ignore[attr-defined]  # tables changed: recompute lazily
+
+
+def _drop_index_if_changed(db: sqlite_utils.Database, name: str, columns: list[str]) -> None:
+    """Drop a named index whose columns are not (any longer) ``columns``, so that it is made again."""
+    have = [row[2] for row in db.execute(f"select * from pragma_index_info('{name}')")]
+    if have and have != columns:
+        db.execute(f"drop index [{name}]")
 
 
 def _add_missing_columns(db: sqlite_utils.Database, table: str, columns: dict) -> None:
@@ -383,6 +396,30 @@ def _create_sentences(db: sqlite_utils.Database) -> None:
     if "sentence_contexts" not in db.table_names():
         db["sentence_contexts"].create({"study_id": str, "context": str}, pk="study_id",
                                        foreign_keys=[("study_id", "studies", "id")])
+
+
+# Recency order (db/order.py). A fresh build writes the newest studies first, so that rankings which
+# cap their work by rowid keep the newest matches; imports and updates append rows after them. For
+# studies and sentences, kb_order.sorted_upto is the highest rowid up to which rowid order is newest
+# first; the rows above it (the tail) are ranked whole besides the capped prefix (claims/retrieve.py,
+# the `search` canned query), until renumbering sorts them in. No row (an older kb.db): read as sorted
+# throughout, and renumbered by its next import.
+ORDERED_TABLES = ("studies", "sentences")
+KB_ORDER_SQL = "create table if not exists kb_order (table_name text primary key, sorted_upto integer not null)"
+# SQLite gives a new row max(rowid) + 1: inside the sorted prefix only once the rows at its top were
+# deleted. Such a row is not in order, so the prefix ends below it.
+KB_ORDER_TRIGGER_SQL = """
+create trigger if not exists kb_order_{table} after insert on {table}
+when new.rowid <= (select sorted_upto from kb_order where table_name = '{table}') begin
+  update kb_order set sorted_upto = new.rowid - 1 where table_name = '{table}';
+end
+"""
+
+
+def create_order_triggers(db: sqlite_utils.Database) -> None:
+    """Keep kb_order true as rows are inserted (created once kb_order holds bounds, not during a bulk write)."""
+    for table in ORDERED_TABLES:
+        db.execute(KB_ORDER_TRIGGER_SQL.format(table=table))
 
 
 def _create_sentences_fts(db: sqlite_utils.Database) -> None:

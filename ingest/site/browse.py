@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datasette.utils import escape_sqlite, tilde_encode
 from markupsafe import Markup, escape
 
+from ingest.claims.retrieve import sorted_upto
 from ingest.records.text import json_list
 
 from . import display as words
@@ -258,7 +259,8 @@ async def tag_detail(datasette, database: str, tag_id: str) -> dict | None:
 
 
 async def _newest_tagged(datasette, db, database: str, tag_id: str, kind: str | None, tables: set[str]) -> list[dict]:
-    """The newest on-topic studies carrying the tag (kb.db stores the newest first: rowid order)."""
+    """The newest on-topic studies carrying the tag: the first in rowid order of the sorted prefix (a
+    fresh build's recency order), merged by year with the tail that imports appended (db/order.py)."""
     column = KIND_COLUMNS.get(kind or "")
     if not column or not {"study_tags", "studies"} <= tables:
         return []
@@ -266,9 +268,12 @@ async def _newest_tagged(datasette, db, database: str, tag_id: str, kind: str | 
     on_topic = " and s.on_topic = 1" if "on_topic" in columns else ""
     sql = (f"select s.id, s.title, s.year, s.journal from studies s "
            f"where s.id in (select study_id from study_tags where tag_id = :tag and negated = 0){on_topic} "
-           f"and exists (select 1 from json_each(s.{escape_sqlite(column)}) where value = :tag) "
-           f"order by s.rowid limit {NEWEST_TAGGED}")
-    rows = [dict(r) for r in (await db.execute(sql, {"tag": tag_id})).rows]
+           f"and exists (select 1 from json_each(s.{escape_sqlite(column)}) where value = :tag)")
+    params = {"tag": tag_id, "upto": await db.execute_fn(lambda conn: sorted_upto(conn, "studies"))}
+    head = (await db.execute(f"{sql} and s.rowid <= :upto order by s.rowid limit {NEWEST_TAGGED}", params)).rows
+    tail = (await db.execute(f"{sql} and s.rowid > :upto", params)).rows
+    merged = sorted([dict(r) for r in [*head, *tail]], key=lambda r: (r["year"] is None, -(r["year"] or 0)))
+    rows = merged[:NEWEST_TAGGED]
     for row in rows:
         row["url"] = row_url(datasette, database, "studies", row["id"])
     return rows

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
+import pycountry
 import yaml
 
 from ingest.records.text import json_list
@@ -72,10 +73,25 @@ def phase_label(phases: Iterable) -> str:
     return ", ".join(code_label("trials", "phases", p) or p for p in phases)
 
 
+@lru_cache(maxsize=512)
+def language_name(code: str) -> str | None:
+    """An ISO 639-2 code as PubMed stores it ("fre", "ger": the bibliographic codes) by its English name."""
+    code = code.strip().lower()
+    if not re.fullmatch(r"[a-z]{3}", code):
+        return None
+    found = pycountry.languages.get(bibliographic=code) or pycountry.languages.get(alpha_3=code)
+    return found.name if found else None
+
+
 def value_label(table: str | None, column: str, value) -> str | None:
-    """A stored value in words where display.yaml words it (a flag, a code, a JSON array of phases)."""
+    """A stored value in words where display.yaml words it (a flag, a code, a JSON array of phases,
+    languages)."""
     if is_flag(table, column):
         return yes_no(value)
+    if column in (_table(table).get("language_columns") or ()) and isinstance(value, str):
+        codes = [str(c) for c in json_list(value)] if value.startswith("[") else [value]
+        names = [language_name(c) or c for c in codes if c]
+        return ", ".join(names) if names else None
     if table == "trials" and column == "phases":
         return phase_label(json_list(value)) if isinstance(value, str) and value.startswith("[") else \
             code_label(table, column, value)

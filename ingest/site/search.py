@@ -6,9 +6,10 @@ read-only connection (``db.execute_fn``); tests and benchmarks call it directly.
 How it stays fast as kb.db grows (docs/scaling.md):
 
 * **A bounded match set.** At most :data:`MATCH_CAP` studies are ranked and counted: the newest
-  matches (kb.db stores the newest studies first; ``last_rowid_ranked`` of the claim checker
-  finds the cap's rowid by walking matches in rowid order, scoring none). The page says when a
-  search matched more.
+  matches (kb.db stores the newest studies first; ``ranked_range`` of the claim checker finds the
+  cap's rowid by walking matches in rowid order, scoring none), plus every match among the rows
+  imports appended since kb.db was last sorted (the tail, db/order.py: at most a few thousand).
+  The page says when a search matched more.
 * **No abstracts through sorts.** Ranking, sorting and facet counting read rowids, bm25 scores
   and the narrow tag columns of ``idx_studies_tag_columns``; titles, authors and snippets are
   read for the page's rows alone.
@@ -37,8 +38,9 @@ from dataclasses import dataclass, field, replace
 from datasette.utils import escape_fts
 from markupsafe import Markup, escape
 
-from ingest.claims.retrieve import last_rowid_ranked
+from ingest.claims.retrieve import NO_LIMIT, ranked_range, sorted_upto
 from ingest.records.text import json_list
+from ingest.site.display import language_name
 
 MAX_QUERY_CHARS = 500
 MAX_WORDS = 32
@@ -59,7 +61,6 @@ TRIAL_WEIGHTS = (5.0, 3.0, 1.0, 3.0, 2.0)
 INDEX_SCAN_ABOVE = 3_000
 TAG_INDEX = "idx_studies_tag_columns"
 ON_TOPIC_INDEX = "idx_studies_on_topic"
-NO_LIMIT = 2**63 - 1
 # Snippet markers: private-use characters that PubMed text does not hold, replaced by <mark> after escaping.
 OPEN, CLOSE = "\ue000", "\ue001"
 SHOW_OFF_TOPIC = "_offtopic"  # as on the studies page: ?_offtopic=1 shows off-topic records too
@@ -87,6 +88,7 @@ FACETS = (
     Facet("drug", "drugs", "Drug", "array"),
     Facet("route", "routes", "Route", "array"),
     Facet("population", "populations", "Population", "array"),
+    Facet("language", "languages", "Language", "array"),
     Facet("oa", "is_open_access", "Open access", "flag"),
 )
 FACET_BY_KEY = {f.key: f for f in FACETS}
@@ -201,7 +203,12 @@ def _checked(facet: Facet, value: str) -> str:
 
 @dataclass
 class Plan:
-    """How the rows of one search are found: the bounded match set, and how to read its rows' columns."""
+    """How the rows of one search are found: the bounded match set, and how to read its rows' columns.
+
+    The set is the sorted prefix's part (``where`` and ``head``, then ``order_limit``) and, when
+    ``tail``, every row past ``:tail_after`` meeting ``where`` (db/order.py): two rowid ranges, each
+    walked by itself.
+    """
 
     source: str  # FROM of the candidate rows: studies_fts, or studies through an index
     where: str
@@ -209,12 +216,20 @@ class Plan:
     params: dict
     capped: bool  # more studies matched than were ranked
     index_scan: bool  # read the filtered rows from idx_studies_tag_columns
+    head: str = ""  # the rowid bound of the sorted prefix's part
+    tail: bool = False  # add the tail's rows
 
     def candidates(self, scored: bool = False) -> str:
         """SQL of (rowid, score) rows; bm25 computed only when the order needs it."""
         weights = ", ".join(str(w) for w in STUDY_WEIGHTS)
         score = f"bm25(studies_fts, {weights})" if scored and self.source == "studies_fts" else "0.0"
-        return f"select rowid, {score} as score from {self.source} where {self.where}{self.order_limit}"
+        select = f"select rowid, {score} as score from {self.source} where {self.where}"
+        head = f"{select}{' and ' + self.head if self.head else ''}{self.order_limit}"
+        if not self.tail:
+            return head
+        if self.order_limit:
+            head = f"select * from ({head})"
+        return f"{head} union all {select} and rowid > :tail_after"
 
 
 def _author_sql(author: str, params: dict) -> str:
@@ -245,30 +260,42 @@ def plan(conn: sqlite3.Connection, args: SearchArgs) -> Plan:
         restrict.append("rowid in (select rowid from studies where journal = :journal)")
     indexes = _indexes(conn)
     fts = args.fts
-    if fts:
-        # An author's studies are few: rank them all. Otherwise the newest MATCH_CAP matches.
-        last = NO_LIMIT if args.author else _last_rowid(conn, fts)
-        params.update(fts=fts, last=last)
-        found = Plan("studies_fts", " and ".join(["studies_fts match :fts", "rowid <= :last", *restrict]), "",
-                     params, capped=False, index_scan=False)
-        found.capped = last != NO_LIMIT and _run(
-            conn, "select 1 from studies_fts where studies_fts match :fts and rowid > :last limit 1", params) != []
+    if fts and args.author:  # an author's studies are few: rank them all
+        params["fts"] = fts
+        found = Plan("studies_fts", " and ".join(["studies_fts match :fts", *restrict]), "", params,
+                     capped=False, index_scan=False)
+    elif fts:  # the newest MATCH_CAP matches of the sorted prefix, and the tail's
+        bounds = _ranked_range(conn, fts)
+        params.update(fts=fts, **bounds.params)
+        found = Plan("studies_fts", " and ".join(["studies_fts match :fts", *restrict]), "", params,
+                     capped=False, index_scan=False, head="rowid <= :last", tail=bounds.tail_after != NO_LIMIT)
+        found.capped = _run(conn, "select 1 from studies_fts where studies_fts match :fts and rowid > :last "
+                                  "and rowid <= :tail_after limit 1", params) != []
     else:
         on_topic = not args.off_topic and ON_TOPIC_INDEX in indexes
-        params["cap"] = MATCH_CAP
+        params.update(cap=MATCH_CAP, tail_after=_studies_sorted_upto(conn))
+        tail = params["tail_after"] != NO_LIMIT
         found = Plan(f"studies indexed by {ON_TOPIC_INDEX}" if on_topic else "studies",
                      " and ".join((["on_topic = 1"] if on_topic else []) + restrict) or "1",
-                     " order by rowid limit :cap", params, capped=False, index_scan=False)
-        found.capped = _run(conn, f"select 1 from {found.source} where {found.where} order by rowid "
-                                  "limit 1 offset :cap", params) != []
+                     " order by rowid limit :cap", params, capped=False, index_scan=False,
+                     head="rowid <= :tail_after" if tail else "", tail=tail)
+        found.capped = _run(conn, f"select 1 from {found.source} where {found.where} and rowid <= :tail_after "
+                                  "order by rowid limit 1 offset :cap", params) != []
     count = _run(conn, f"select count(*) from ({found.candidates()})", params)[0][0]
     found.index_scan = count > INDEX_SCAN_ABOVE and TAG_INDEX in indexes
     return found
 
 
-def _last_rowid(conn: sqlite3.Connection, fts: str) -> int:
+def _ranked_range(conn: sqlite3.Connection, fts: str):
     try:
-        return last_rowid_ranked(conn, "studies_fts", fts, MATCH_CAP)
+        return ranked_range(conn, "studies_fts", fts, MATCH_CAP)
+    except sqlite3.OperationalError as exc:
+        raise SearchError(f"the search could not be run ({exc})") from exc
+
+
+def _studies_sorted_upto(conn: sqlite3.Connection) -> int:
+    try:
+        return sorted_upto(conn, "studies")
     except sqlite3.OperationalError as exc:
         raise SearchError(f"the search could not be run ({exc})") from exc
 
@@ -296,7 +323,7 @@ def _filters_sql(args: SearchArgs, params: dict) -> list[str]:
 
 # What is read for every match: all in idx_studies_tag_columns, so a scan of it never reads the table.
 MATCH_COLUMNS = ("on_topic", "year", "evidence_level_label", "designs", "drugs", "indications", "routes",
-                 "populations")
+                 "populations", "languages")
 ROWID, ON_TOPIC, YEAR, LEVEL = range(4)  # positions in a match row; the tag columns follow
 COLUMN_AT = {column: i + 1 for i, column in enumerate(MATCH_COLUMNS)}
 
@@ -393,6 +420,13 @@ def _counted(facet: Facet, columns: list[tuple], open_access: frozenset[int]) ->
     return counts
 
 
+def _array_label(facet: Facet, value: str, labels: Mapping[str, str]) -> str:
+    """A tag by its label, a language by its name, anything else as stored."""
+    if facet.column == "languages":
+        return language_name(value) or value
+    return labels.get(value, value)
+
+
 def facet_counts(selection: Selection, args: SearchArgs, labels: Mapping[str, str]) -> list[FacetCounts]:
     """Each facet's values over the selected matches: most frequent first (years newest first, evidence
     levels by level), at most FACET_VALUES; a selected value is always listed, to be removed."""
@@ -412,12 +446,12 @@ def facet_counts(selection: Selection, args: SearchArgs, labels: Mapping[str, st
         values = []
         for item in ordered[:FACET_VALUES]:
             key, n = str(item[0]), item[1]
-            label = {"array": labels.get(key, key), "level": item[-1], "flag": FLAG_LABELS.get(key, key)}.get(
-                facet.kind, key)
+            label = {"array": _array_label(facet, key, labels), "level": item[-1],
+                     "flag": FLAG_LABELS.get(key, key)}.get(facet.kind, key)
             values.append(FacetValue(key, str(label), n, key in args.selected(facet.key), args.toggled(facet.key, key)))
         for key in args.selected(facet.key):
             if key not in {v.value for v in values}:
-                label = labels.get(key, key) if facet.kind == "array" else FLAG_LABELS.get(key, key)
+                label = _array_label(facet, key, labels) if facet.kind == "array" else FLAG_LABELS.get(key, key)
                 values.append(FacetValue(key, label, 0, True, args.toggled(facet.key, key)))
         out.append(FacetCounts(facet, values))
     return out
@@ -435,13 +469,17 @@ def _run(conn: sqlite3.Connection, sql: str, params) -> list[tuple]:
 # --------------------------------------------------------------------------- the page of studies
 
 
+def _newest_first(row: tuple) -> tuple:
+    return row[YEAR] is None, -(row[YEAR] or 0), row[ROWID]
+
+
 def _order_key(sort: str, scores: dict[int, float]):
     if sort == "newest":
-        return lambda r: (r[YEAR] is None, -(r[YEAR] or 0), r[ROWID])
+        return _newest_first
     if sort == "level":
         return lambda r: (r[LEVEL] is None, r[LEVEL] or "", scores.get(r[ROWID], 0.0), r[ROWID])
-    if not scores:  # no words to rank by: newest first (kb.db stores the newest first)
-        return lambda r: r[ROWID]
+    if not scores:  # no words to rank by: newest first, as a fresh build stores them (the tail among them)
+        return _newest_first
     return lambda r: (scores.get(r[ROWID], 0.0), r[ROWID])  # bm25: lower is better; ties newest first
 
 
@@ -696,17 +734,19 @@ def search_sentences(conn: sqlite3.Connection, fts: str, limit: int, offset: int
         return []
     query = _sentence_query(fts)
     try:
-        last = last_rowid_ranked(conn, "sentences_fts", query, SENTENCE_CAP)
+        bounds = ranked_range(conn, "sentences_fts", query, SENTENCE_CAP)
     except sqlite3.OperationalError as exc:
         raise SearchError(f"the search could not be run ({exc})") from exc
-    sql = ("with top as materialized (select sentences_fts.rowid as rowid, bm25(sentences_fts, 1.0, 0.0) as score, "
-           "highlight(sentences_fts, 0, :open, :close) as marked from sentences_fts "
-           "join sentences s on s.rowid = sentences_fts.rowid "
-           "where sentences_fts match :q and sentences_fts.rowid <= :last" + _off_topic_clause(off_topic) +
-           " order by score limit :limit offset :offset) "
+    matching = ("select sentences_fts.rowid as rowid, bm25(sentences_fts, 1.0, 0.0) as score, "
+                "highlight(sentences_fts, 0, :open, :close) as marked from sentences_fts "
+                "join sentences s on s.rowid = sentences_fts.rowid "
+                "where sentences_fts match :q" + _off_topic_clause(off_topic))
+    sql = (f"with top as materialized ({bounds.union(matching, 'sentences_fts.rowid')} "
+           "order by score limit :limit offset :offset) "
            "select s.study_id, s.section, s.section_kind, top.marked, st.title, st.year, st.journal "
            "from top join sentences s on s.rowid = top.rowid join studies st on st.id = s.study_id order by top.score")
-    rows = _run(conn, sql, {"q": query, "last": last, "limit": limit, "offset": offset, "open": OPEN, "close": CLOSE})
+    rows = _run(conn, sql, {"q": query, **bounds.params, "limit": limit, "offset": offset,
+                            "open": OPEN, "close": CLOSE})
     return [{"study_id": r[0], "section": r[1], "section_kind": r[2], "text": marked(r[3]), "title": r[4],
              "year": r[5], "journal": r[6]} for r in rows]
 
