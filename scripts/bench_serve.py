@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load benchmark: `kb serve` on loopback under a bounded concurrent load.
 
-Usage: python scripts/bench_serve.py [--db kb.db] [--requests 400] [--concurrency 8]
+Usage: python scripts/bench_serve.py [--db kb.db] [--requests 400] [--concurrency 8] [--workers 1]
        python scripts/bench_serve.py --hostile 6 [--samples 100] [--db kb.db]
 
 Builds a kb.db from the shared corpus unless --db is given, starts `kb serve` on a free
@@ -215,6 +215,7 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     parser.add_argument("--requests", type=int, default=400, help="requests per endpoint")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="kb serve --workers (server processes)")
     parser.add_argument("--hostile", type=int, default=0, metavar="N",
                         help="time cheap pages while N hostile clients run, instead of the load test")
     parser.add_argument("--samples", type=int, default=100, help="cheap-page requests each, with --hostile")
@@ -228,7 +229,7 @@ def main() -> int:
             subprocess.run([KB, "build", "--from-dir", str(args.corpus), "--db", str(db), "--no-progress"],
                            check=True, capture_output=True)
         port = free_port()
-        server = subprocess.Popen([KB, "serve", "--db", str(db), "--port", str(port)],
+        server = subprocess.Popen([KB, "serve", "--db", str(db), "--port", str(port), "--workers", str(args.workers)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -240,7 +241,8 @@ def main() -> int:
                 return 0
             ncts = [r["nct_id"] for r in requests.get(base + "/kb/trials.json?_shape=array&_col=nct_id&_size=100",
                                                       timeout=10).json()]
-            print(f"kb serve on {base}, {args.requests} requests per endpoint, concurrency {args.concurrency}")
+            print(f"kb serve on {base}, {args.requests} requests per endpoint, concurrency {args.concurrency}, "
+                  f"{args.workers} server process(es)")
             for name, template in ENDPOINTS.items():
                 if args.only and not any(word in name for word in args.only):
                     continue

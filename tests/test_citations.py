@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote
 
 import pytest
 from click.testing import CliRunner
+from conftest import require_module
 from test_datasette_pages import (
     FIXTURES,
     OFF_TOPIC,
@@ -218,7 +219,7 @@ def test_round_trip_export_then_kb_import_gives_the_same_studies(ds, site_kb, tm
 
 
 def test_ris_is_read_by_rispy_too(ds):
-    rispy = pytest.importorskip("rispy")
+    rispy = require_module("rispy")
     entries = rispy.loads(get(ds, "/kb/studies.ris", _offtopic="1", _size="max").text)
     assert len(entries) == len(STUDY_IDS)
     nguyen = next(e for e in entries if e.get("accession_number") == "39000001")
@@ -227,7 +228,7 @@ def test_ris_is_read_by_rispy_too(ds):
 
 
 def test_bibtex_is_read_by_bibtexparser(ds):
-    bibtexparser = pytest.importorskip("bibtexparser")
+    bibtexparser = require_module("bibtexparser")
     library = bibtexparser.parse_string(get(ds, "/kb/studies.bibtex", _offtopic="1", _size="max").text)
     assert not library.failed_blocks
     entries = {e.key: e for e in library.entries}
@@ -240,7 +241,7 @@ def test_bibtex_is_read_by_bibtexparser(ds):
 
 
 def test_csl_json_is_read_by_citeproc(ds):
-    citeproc = pytest.importorskip("citeproc")
+    citeproc = require_module("citeproc")
     from citeproc.source.json import CiteProcJSON
 
     items = json.loads(get(ds, "/kb/studies.csljson", _offtopic="1", _size="max").text)
@@ -268,7 +269,7 @@ def test_hostile_text_cannot_break_out_of_its_field():
     bib = to_bibtex([record])
     assert len(re.findall(r"^@", bib, re.MULTILINE)) == 1 and r"x\} @misc\{y," in bib and r"J \& \{K\}" in bib
     assert "author = {{Smith and Jones}, A}" in bib and "doi = {10.1000/a%7Db}" in bib
-    bibtexparser = pytest.importorskip("bibtexparser")
+    bibtexparser = require_module("bibtexparser")
     library = bibtexparser.parse_string(bib)
     assert not library.failed_blocks and len(library.entries) == 1
 

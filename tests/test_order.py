@@ -12,6 +12,7 @@ import pytest
 import sqlite_utils
 import yaml
 from click.testing import CliRunner
+from conftest import require_module
 from datasette.app import Datasette
 from datasette.utils import escape_fts
 
@@ -228,7 +229,7 @@ def test_kb_db_without_kb_order_ranks_as_before_and_is_sorted_on_import(older_kb
 
 
 def test_sentence_vectors_follow_their_sentences_through_renumbering(older_kb, tmp_path, monkeypatch):
-    np = pytest.importorskip("numpy")
+    np = require_module("numpy")
     from ingest.claims import embeddings
 
     def vector(text: str):  # a stand-in model: each word adds 1 at a crc32-chosen dimension

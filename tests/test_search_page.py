@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
 import pytest
+from conftest import require_module
 from datasette.app import Datasette
 from lxml import etree
 from test_datasette_pages import METADATA, OFF_TOPIC, PLUGINS, TEMPLATES, Served, build_site_kb, get
@@ -32,7 +33,7 @@ def site(db: Path) -> Datasette:
 def rich_kb(tmp_path_factory) -> Path:
     """site_kb with what Europe PMC records add (open access, citations) on two studies, and a side
     database of sentence vectors in which 36000004 lies nearest 39000001."""
-    np = pytest.importorskip("numpy")
+    np = require_module("numpy")
     folder = tmp_path_factory.mktemp("rich")
     db = build_site_kb(folder)
     conn = sqlite3.connect(db)

@@ -62,6 +62,12 @@ def datasette_args(db_path: Path, host: str, port: int, metadata: Path | None) -
     return args
 
 
+def worker_args(host: str, port: int, workers: int) -> list[str]:
+    """uvicorn serving the site's application factory (asgi.py) in ``workers`` processes."""
+    return [sys.executable, "-m", "uvicorn", "ingest.site.asgi:app", "--factory", "--host", host,
+            "--port", str(port), "--workers", str(workers)]
+
+
 def served_path(db_path: Path) -> Path:
     """The database as Datasette must see it: named kb.db, so metadata.yml's `kb` section applies."""
     if db_path.name == "kb.db":
@@ -105,13 +111,17 @@ def unservable(db_path: Path) -> str | None:
 @click.option("--metadata", type=click.Path(dir_okay=False, path_type=Path),
               default=lambda: str(METADATA_PATH), show_default="the packaged metadata.yml",
               help="Datasette metadata file.")
-def serve(db_path, host, port, metadata):
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes sharing the port (one per CPU serves the most pages: a page renders "
+                   "in Python, one CPU per process).")
+def serve(db_path, host, port, metadata, workers):
     """Serve kb.db read-only (immutable) with Datasette.
 
     \b
     Examples:
         kb serve
         kb serve --port 8080 --host 0.0.0.0
+        kb serve --workers 2
     """
     if not db_path.exists():
         raise click.ClickException(f"{db_path}: no such database (run `kb build` first)")
@@ -120,7 +130,14 @@ def serve(db_path, host, port, metadata):
         raise click.ClickException(f"{db_path}: {problem}")
     if metadata and not Path(metadata).exists():
         raise click.ClickException(f"{metadata}: no such metadata file")
-    args = datasette_args(served_path(db_path), host, port, metadata)
-    click.echo(f"Serving {db_path} read-only at http://{host}:{port}/", err=True)
-    # Replace this process: signals sent to `kb serve` reach Datasette itself.
-    os.execve(args[0], args, {**os.environ, "PYTHONUNBUFFERED": "1"})
+    served = served_path(db_path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if workers == 1:
+        args = datasette_args(served, host, port, metadata)
+    else:
+        args = worker_args(host, port, workers)
+        env.update(KB_SERVE_DB=str(served), KB_SERVE_METADATA=str(metadata or ""))
+    click.echo(f"Serving {db_path} read-only at http://{host}:{port}/"
+               + (f" ({workers} processes)" if workers > 1 else ""), err=True)
+    # Replace this process: signals sent to `kb serve` reach Datasette (or uvicorn's supervisor) itself.
+    os.execve(args[0], args, env)
