@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -60,9 +61,10 @@ def site(tmp_path_factory):
 class Watched:
     """A page plus what went wrong on it: script errors, dialogs, requests leaving the machine."""
 
-    def __init__(self, context, base: str):
+    def __init__(self, context, base: str, width: int = 1280):
         self.page = context.new_page()
         self.base = base
+        self.width = width
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.outside: list[str] = []
@@ -94,18 +96,31 @@ class Watched:
         assert path.stat().st_size > 1000
         return path
 
+    def fits_width(self) -> None:
+        """Nothing wider than the window: no sideways scrolling (at a phone's width above all)."""
+        width = self.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= self.width + 1, f"{self.page.url} is {width} px wide at {self.width} px"
+
     def check_clean(self) -> None:
         assert not self.errors, self.errors
         assert not self.dialogs, f"record text ran as script: {self.dialogs}"
         assert not self.outside, f"requests outside the machine: {self.outside}"
 
 
+@contextmanager
+def watched_page(browser, base: str, width: int = 1280):
+    """A fresh browser context of ``width`` px on the site at ``base``, its page watched."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        yield Watched(context, base, width)
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def web(browser, site):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    watched = Watched(context, site.base)
-    yield watched
-    context.close()
+    with watched_page(browser, site.base) as watched:
+        yield watched
 
 
 def test_home_page(web):

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from datasette.app import Datasette
-from test_browser import CHROMIUM_ARGS, SCREENSHOTS, Watched, browser, playwright_api  # noqa: F401 (fixtures)
+from test_browser import SCREENSHOTS, browser, playwright_api, watched_page  # noqa: F401 (fixtures)
 from test_datasette_pages import METADATA, PLUGINS, TEMPLATES, Served, build_site_kb
 
 from ingest.db.schema import TAG_COLUMNS
@@ -316,16 +316,8 @@ def served(browse_kb):
 
 @pytest.fixture(params=[1400, 390], ids=["desktop", "phone"])
 def web(request, browser, served):  # noqa: F811 (browser is test_browser's fixture)
-    context = browser.new_context(viewport={"width": request.param, "height": 900})
-    watched = Watched(context, served.base)
-    watched.width = request.param
-    yield watched
-    context.close()
-
-
-def no_horizontal_overflow(web) -> None:
-    width = web.page.evaluate("document.documentElement.scrollWidth")
-    assert width <= web.width, f"{web.page.url} is {width} px wide at {web.width} px"
+    with watched_page(browser, served.base, request.param) as watched:
+        yield watched
 
 
 def shot(web, name: str) -> None:
@@ -338,7 +330,7 @@ def test_studies_page_reads_in_words_at_both_widths(web):
     page = web.page
     page.wait_for_selector("table.rows-and-columns")
     assert page.locator("table.rows-and-columns thead th").count() == len(DEFAULT_STUDY_COLUMNS)
-    no_horizontal_overflow(web)
+    web.fits_width()
     title = page.locator("table.rows-and-columns tbody td.col-title").first
     if web.width < 576:  # each cell labelled by its heading, as the page stacks rows into cards
         label = title.evaluate("td => getComputedStyle(td, '::before').content")
@@ -356,13 +348,13 @@ def test_studies_page_reads_in_words_at_both_widths(web):
 
 def test_study_and_trial_pages_fit_a_phone(web):
     web.goto("/kb/studies/39000001")
-    no_horizontal_overflow(web)
+    web.fits_width()
     shot(web, "study")
     web.goto(f"/kb/trials/{UNTITLED}")
     assert web.page.locator("h1.kb-title").inner_text().startswith(f"{UNTITLED}: Rett syndrome")
-    no_horizontal_overflow(web)
+    web.fits_width()
     web.goto("/kb/tags/rct")
-    no_horizontal_overflow(web)
+    web.fits_width()
     shot(web, "tag")
     web.check_clean()
 

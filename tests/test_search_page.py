@@ -17,6 +17,7 @@ import pytest
 from conftest import require_module
 from datasette.app import Datasette
 from lxml import etree
+from test_browser import browser, playwright_api, watched_page  # noqa: F401 (fixtures)
 from test_datasette_pages import METADATA, OFF_TOPIC, PLUGINS, TEMPLATES, Served, build_site_kb, get
 
 from ingest.site import search, similar
@@ -452,19 +453,9 @@ def served(rich_kb, tmp_path_factory):
 
 
 @pytest.fixture(params=[1400, 390], ids=["desktop", "phone"])
-def web(request, browser, served):
-    from test_browser import Watched
-
-    context = browser.new_context(viewport={"width": request.param, "height": 900})
-    watched = Watched(context, served.base)
-    watched.width = request.param
-    yield watched
-    context.close()
-
-
-def _fits(web) -> None:
-    """Nothing wider than the window: no sideways scrolling at a phone's width."""
-    assert web.page.evaluate("document.documentElement.scrollWidth") <= web.width + 1
+def web(request, browser, served):  # noqa: F811 (browser is test_browser's fixture)
+    with watched_page(browser, served.base, request.param) as watched:
+        yield watched
 
 
 def test_search_in_the_browser(web):
@@ -476,7 +467,7 @@ def test_search_in_the_browser(web):
     assert page.locator("li.kb-result").count() == 5
     assert page.locator("#kb-total").inner_text() == "5"
     assert page.locator("mark.kb-hit").first.is_visible()
-    _fits(web)
+    web.fits_width()
     web.shot(f"search-{web.width}")
     page.locator('.kb-facet[data-facet=design] a[data-value="rct"]').click()
     page.wait_for_url(re.compile(r"design=rct"))
@@ -493,7 +484,7 @@ def test_search_in_the_browser(web):
     page.locator("#kb-tab-sentences").click()
     page.wait_for_url(re.compile(r"tab=sentences"))
     assert page.locator("li.kb-sentence-hit mark.kb-hit").count() >= 1
-    _fits(web)
+    web.fits_width()
     web.check_clean()
 
 
@@ -519,22 +510,7 @@ def test_author_links_and_similar_studies_in_the_browser(web):
     page.wait_for_url(re.compile(r"author=Nguyen"))
     assert page.locator("h1").inner_text() == "Studies by Nguyen TM"
     assert [e.get_attribute("data-study-id") for e in page.locator("li.kb-result").all()] == ["39000001"]
-    _fits(web)
+    web.fits_width()
     web.check_clean()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, _unavailable
-
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} not found (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
-    api = sync_playwright().start()
-    launched = api.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield launched
-    launched.close()
-    api.stop()

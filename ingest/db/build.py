@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ..sources.formats import SOURCES
+from .aggregates import refresh_dashboard_counts
 from .atomic import DEFAULT_LOCK_WAIT, BuildError, atomic_database, pause_point
 from .collect import Collected, collect_dir
 from .derive import Prederiver, default_derivers
@@ -184,6 +185,7 @@ def build(
         link_studies_to_trials(db)
         create_fts(db)
         refresh_term_docs(db)
+        refresh_dashboard_counts(db)
         for hook in after_write or []:
             hook(db, collected.records)
         stats = _record_run(
@@ -248,6 +250,7 @@ def import_into(
         write_trials(db, collected.trials.values(), tagged=bool(derivers))
         link_studies_to_trials(db)
         refresh_term_docs(db)
+        refresh_dashboard_counts(db)
         for hook in after_write or []:
             hook(db, touched)
         stats = _record_run(

@@ -315,6 +315,7 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     _create_trials(db)
     _create_sentences(db)
     db.execute(KB_ORDER_SQL)
+    db.execute(DASHBOARD_COUNTS_SQL)
 
     for kind in TAG_COLUMNS:
         db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), ignore=True)
@@ -406,6 +407,15 @@ def _create_sentences(db: sqlite_utils.Database) -> None:
 # throughout, and renumbered by its next import.
 ORDERED_TABLES = ("studies", "sentences")
 KB_ORDER_SQL = "create table if not exists kb_order (table_name text primary key, sorted_upto integer not null)"
+# The overview dashboard's counts by chart, publication year (0: none) and drug ('' for all), filled
+# by db/aggregates.py whenever studies are written.
+DASHBOARD_COUNTS_SQL = """
+create table if not exists dashboard_counts (
+  chart text not null, year integer not null, drug text not null, value text not null,
+  finding text not null, studies integer not null,
+  primary key (chart, year, drug, value, finding)
+) without rowid
+"""
 # SQLite gives a new row max(rowid) + 1: inside the sorted prefix only once the rows at its top were
 # deleted. Such a row is not in order, so the prefix ends below it.
 KB_ORDER_TRIGGER_SQL = """
