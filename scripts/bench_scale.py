@@ -30,8 +30,10 @@ page at 8 concurrent clients (requests/s). In the same run, on the same database
 points: Datasette's own array-facet SQL, a plain json_each group-by, the study_tags count and the
 tags facet's query, for the five array facets of the studies page.
 
-Prints one table: a row per measurement, a column per size and variant. Only 127.0.0.1 is ever
-contacted; the corpora are written under --work (deleted afterwards unless --keep).
+Prints one table: a row per measurement, a column per size and variant, then kb.db's bytes per study
+by table and index (SQLite's dbstat: pages, free space in them included). ``--sizes-only`` builds and
+prints the sizes without serving. Only 127.0.0.1 is ever contacted; the corpora are written under
+--work (deleted afterwards unless --keep).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -186,7 +189,41 @@ def build(folder: Path, db: Path) -> dict:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     count = conn.execute("select count(*) from studies").fetchone()[0]
     conn.close()
-    return {"wall": seconds, "rss_mib": rss_kib / 1024, "bytes": db.stat().st_size, "studies": count}
+    return {"wall": seconds, "rss_mib": rss_kib / 1024, "bytes": db.stat().st_size, "studies": count,
+            "tables": table_bytes(db)}
+
+
+def table_bytes(db: Path) -> dict[str, int]:
+    """Bytes of each table and index of ``db`` (its pages, their free space included), largest first."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return dict(conn.execute("select name, sum(pgsize) from dbstat group by name order by 2 desc").fetchall())
+
+
+BREAKDOWN_ROWS = 24  # tables and indexes shown by name; the rest summed as "other"
+
+
+def print_breakdown(builds: dict[int, dict]) -> None:
+    """kb.db's bytes per study by table and index, a column per size."""
+    sizes = list(builds)
+    first = builds[sizes[0]]["tables"]
+    names = list(first)[:BREAKDOWN_ROWS]
+    width = max([len(n) for n in names] + [len("total (file size)")])
+    print()
+    print("kb.db bytes per study by table and index (dbstat)")
+    print("| " + "table or index".ljust(width) + " | " + " | ".join(f"{size // 1000}k".rjust(8) for size in sizes)
+          + " |")
+    print("|" + "-" * (width + 2) + "|" + "|".join("-" * 10 for _ in sizes) + "|")
+
+    def cell(size: int, value: float) -> str:
+        return f"{value / max(1, builds[size]['studies']):,.0f}".rjust(8)
+
+    for name in names:
+        print("| " + name.ljust(width) + " | " + " | ".join(cell(s, builds[s]["tables"].get(name, 0)) for s in sizes)
+              + " |")
+    other = {s: sum(v for n, v in builds[s]["tables"].items() if n not in names) for s in sizes}
+    print("| " + "other".ljust(width) + " | " + " | ".join(cell(s, other[s]) for s in sizes) + " |")
+    print("| " + "total (file size)".ljust(width) + " | " + " | ".join(cell(s, builds[s]["bytes"]) for s in sizes)
+          + " |")
 
 
 # --------------------------------------------------------------------------- metadata variants
@@ -410,9 +447,10 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kb-scale"))
     parser.add_argument("--keep", action="store_true", help="keep the corpora and databases under --work")
     parser.add_argument("--reuse", action="store_true", help="reuse a database already built under --work")
+    parser.add_argument("--sizes-only", action="store_true", help="build and print kb.db's sizes, serve nothing")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    variants = [] if args.sizes_only else [v.strip() for v in args.variants.split(",") if v.strip()]
     metadata = yaml.safe_load(METADATA.read_text())
     choices = {"before": (original_metadata(metadata), {}), "uncached": (patched_metadata(metadata),
                {"KB_FACET_CACHE": "0"}), "after": (patched_metadata(metadata), {})}
@@ -422,6 +460,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     table: dict[str, dict[str, str]] = {}
     columns: list[str] = []
+    builds: dict[int, dict] = {}
     for size in sizes:
         folder, db = args.work / f"corpus-{size}", args.work / f"kb-{size}.db"
         if not (args.reuse and db.exists()):
@@ -433,11 +472,18 @@ def main() -> int:
             (args.work / f"kb-{size}.build.json").write_text(json.dumps(figures))
         else:
             figures = json.loads((args.work / f"kb-{size}.build.json").read_text())
+            figures.setdefault("tables", table_bytes(db))
+        builds[size] = figures
         built = {"studies in kb.db": f"{figures['studies']:,}",
                  "build wall (s)": f"{figures['wall']:.0f}",
                  "build peak RSS (MiB)": f"{figures['rss_mib']:,.0f}",
                  "db size (MB)": f"{figures['bytes'] / 1e6:,.0f}",
                  "db bytes per study (KB)": f"{figures['bytes'] / max(1, figures['studies']) / 1000:.1f}"}
+        if not variants:
+            column = f"{size // 1000}k"
+            columns.append(column)
+            for row, value in built.items():
+                table.setdefault(row, {})[column] = value
         before_db = without_issue18_indexes(db, args.work) if "before" in variants else None
         for variant in variants:
             column = f"{size // 1000}k {variant}"
@@ -461,6 +507,7 @@ def main() -> int:
     print("|" + "-" * (width + 2) + "|" + "|".join("-" * 15 for _ in columns) + "|")
     for row, cells in table.items():
         print("| " + row.ljust(width) + " | " + " | ".join(cells.get(c, "").rjust(13) for c in columns) + " |")
+    print_breakdown(builds)
     return 0
 
 

@@ -60,8 +60,10 @@ def study(db: Path, study_id: str = STUDY) -> dict:
     try:
         row = dict(conn.execute("select * from studies where id = ?", [study_id]).fetchone())
         for table, column in (("mesh_headings", "descriptor"), ("publication_types", "name"),
-                              ("study_links", "ref_type"), ("abstract_sections", "text"), ("study_tags", "tag_id")):
-            row[table] = [r[0] for r in conn.execute(f"select {column} from {table} where study_id = ?", [study_id])]
+                              ("study_links", "ref_type"), ("abstract_sections_text", "text"),
+                              ("study_tags", "tag_id")):
+            rows = conn.execute(f"select {column} from {table} where study_id = ?", [study_id])
+            row[table.removesuffix("_text")] = [r[0] for r in rows]
         row["sentences"] = [r[0] for r in conn.execute("select text from sentences where study_id = ?", [study_id])]
         return row
     finally:

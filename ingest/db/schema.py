@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 7  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
+SCHEMA_VERSION = 8  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
 #                     4: findings, finding_quantities; 5: entry_date, first_seen, ingest_runs.source_counts
 #                     6: kb_order; 7: idx_studies_tag_columns holds languages, is_open_access, journal
+#                     8: text stored once: study_tags.evidence, findings.sentence, finding_quantities.sentence
+#                        NULL where they are the study's sentence at sentence_index, abstract_sections.text
+#                        NULL where it is studies.abstract from text_start for text_length characters; the
+#                        *_text views (and the {kind}_tags views) give the text back. Older rows keep their
+#                        text and read the same through the views, so an older kb.db needs no rewrite.
+
+# A studies row (about 3 kB with its abstract) fills most of a 4 kB page and leaves the rest unused:
+# larger pages hold several rows each (measured in docs/scaling.md, "kb.db size").
+PAGE_SIZE = 16384
 
 STUDIES = {
     "id": str,
@@ -84,8 +93,12 @@ TAG_COLUMNS = {
 }
 
 CHILD_TABLES = {
+    # text: NULL where the section is studies.abstract from text_start (1-based, in characters) for
+    # text_length characters, as it is when the abstract is the sections joined (records.join_sections);
+    # abstract_sections_text reads it back.
     "abstract_sections": (
-        {"study_id": str, "position": int, "label": str, "nlm_category": str, "text": str},
+        {"study_id": str, "position": int, "label": str, "nlm_category": str, "text": str,
+         "text_start": int, "text_length": int},
         ("study_id", "position"),
     ),
     "authors": (
@@ -120,7 +133,8 @@ CHILD_TABLES = {
         ("study_id", "position"),
     ),
     # What each study found (tagging/findings.py): one row per outcome a result sentence reports on,
-    # with the way it went, and one row per quantity (a rate in %, a time in hours).
+    # with the way it went, and one row per quantity (a rate in %, a time in hours). sentence: NULL where
+    # it is the study's sentence at sentence_index (findings_text / finding_quantities_text read it back).
     "findings": (
         {"study_id": str, "position": int, "sentence_index": int, "section": str, "outcome": str,
          "outcome_label": str, "direction": str, "hedged": int, "comparison": int, "tag_id": str, "sentence": str},
@@ -153,7 +167,8 @@ INDEXES = [
     ("authors", ["last_name"], False),
     ("study_tags", ["tag_id", "negated"], False),
     ("study_tags", ["kind"], False),
-    ("findings", ["outcome", "direction"], False),
+    # No index on findings (outcome, direction) since schema 8: nothing selects findings by outcome (the study
+    # page reads them by study), and it cost 126 bytes a study. An older kb.db keeps its own.
     ("finding_quantities", ["type"], False),
     # A narrow copy of the studies' year and tag columns, in year order: the studies page in year order
     # without sorting whole rows (abstracts and all), its year and array facets,
@@ -166,14 +181,48 @@ INDEXES = [
      "idx_studies_tag_columns"),
 ]
 
+# Text stored once (schema 8): a row whose text is a sentence of the study, or a stretch of its abstract,
+# stores NULL and points at it (sentence_index, text_start/text_length). These views give the text back,
+# as the rows held it before; a row that keeps its own text (older kb.db, evidence that is a MeSH heading,
+# a build without the sentence index) is read as it is. What reads the text reads these views.
+_SENTENCE_OF = ("left join sentences se on {alias}.{column} is null and se.study_id = {alias}.study_id "
+                "and se.position = {alias}.sentence_index")
+TEXT_VIEWS = {
+    "study_tags_text": f"""
+select st.study_id, st.tag_id, st.position, st.kind, st.source, coalesce(st.evidence, se.text) as evidence,
+       st.section, st.negated, st.sentence_index
+from study_tags st
+{_SENTENCE_OF.format(alias="st", column="evidence")}
+""",
+    "findings_text": f"""
+select f.study_id, f.position, f.sentence_index, f.section, f.outcome, f.outcome_label, f.direction, f.hedged,
+       f.comparison, f.tag_id, coalesce(f.sentence, se.text) as sentence
+from findings f
+{_SENTENCE_OF.format(alias="f", column="sentence")}
+""",
+    "finding_quantities_text": f"""
+select q.study_id, q.position, q.sentence_index, q.section, q.type, q.value, q.unit, q.text, q.denominator,
+       coalesce(q.sentence, se.text) as sentence
+from finding_quantities q
+{_SENTENCE_OF.format(alias="q", column="sentence")}
+""",
+    "abstract_sections_text": """
+select a.study_id, a.position, a.label, a.nlm_category,
+       coalesce(a.text, substr(s.abstract, a.text_start, a.text_length)) as text
+from abstract_sections a
+left join studies s on a.text is null and s.id = a.study_id
+""",
+}
+
 # One view per tag kind: each tagged study with its tag, source and evidence sentence.
-TAG_VIEW_SQL = """
-select st.study_id, s.title, s.year, t.id as tag_id, t.label as {kind}, st.negated,
-       st.source, st.section, st.evidence
+TAG_VIEW_SQL = f"""
+select st.study_id, s.title, s.year, t.id as tag_id, t.label as {{kind}}, st.negated,
+       st.source, st.section, coalesce(st.evidence, se.text) as evidence
 from study_tags st
 join tags t on t.id = st.tag_id
 join studies s on s.id = st.study_id
-where st.kind = '{kind}'
+{_SENTENCE_OF.format(alias="st", column="evidence")}
+where st.kind = '{{kind}}'
 """
 
 FTS_COLUMNS = ["title", "abstract"]
@@ -274,6 +323,9 @@ def refresh_term_docs(db: sqlite_utils.Database) -> None:
 def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     """Create every table, index, FTS table and view. Safe to call on an existing db."""
     db.execute("PRAGMA foreign_keys = ON")
+    if not db.execute("select 1 from sqlite_master limit 1").fetchone():
+        # A new file: pages of PAGE_SIZE bytes (set before the first table; an existing kb.db keeps its own).
+        db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     if "studies" not in db.table_names():
         db["studies"].create(STUDIES, pk="id", not_null={"title"}, defaults={"is_retracted": 0})
     else:
@@ -281,6 +333,8 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     for name, (columns, pk) in CHILD_TABLES.items():
         if name not in db.table_names():
             db[name].create(columns, pk=pk, foreign_keys=[("study_id", "studies", "id")])
+        else:
+            _add_missing_columns(db, name, columns)
     if "ingest_runs" not in db.table_names():
         db["ingest_runs"].create(
             {
@@ -317,8 +371,11 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     db.execute(KB_ORDER_SQL)
     db.execute(DASHBOARD_COUNTS_SQL)
 
+    # replace: an older kb.db's views are made again where their SQL changed (schema 8)
     for kind in TAG_COLUMNS:
-        db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), ignore=True)
+        db.create_view(f"{kind}_tags", TAG_VIEW_SQL.format(kind=kind), replace=True)
+    for name, sql in TEXT_VIEWS.items():
+        db.create_view(name, sql, replace=True)
     if fts:
         create_fts(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -103,13 +103,28 @@ def study_row(study_id: str, record: dict) -> dict:
     return row
 
 
+def section_rows(study_id: str, record: dict) -> list[dict]:
+    """abstract_sections rows. A section found in the stored abstract (in order, as records.join_sections
+    writes it) is stored as where it is there (text_start, 1-based, and text_length, in characters, as
+    SQLite's substr counts them) and its text NULL: abstract_sections_text reads it back."""
+    abstract = record.get("abstract") or ""
+    searchable = "\x00" not in abstract  # SQLite's text functions stop at a NUL
+    rows, cursor = [], 0
+    for i, s in enumerate(record.get("abstract_sections") or []):
+        text = s["text"]
+        row = {"study_id": study_id, "position": i, "label": s.get("label"), "nlm_category": s.get("nlm_category"),
+               "text": text, "text_start": None, "text_length": None}
+        at = abstract.find(text, cursor) if searchable and text else -1
+        if at >= 0:
+            row.update(text=None, text_start=at + 1, text_length=len(text))
+            cursor = at + len(text)
+        rows.append(row)
+    return rows
+
+
 def child_rows(study_id: str, record: dict) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {name: [] for name in CHILD_TABLES}
-    for i, s in enumerate(record.get("abstract_sections") or []):
-        rows["abstract_sections"].append(
-            {"study_id": study_id, "position": i, "label": s.get("label"),
-             "nlm_category": s.get("nlm_category"), "text": s["text"]}
-        )
+    rows["abstract_sections"] = section_rows(study_id, record)
     for i, a in enumerate(record.get("authors") or []):
         rows["authors"].append(
             {"study_id": study_id, "position": i, **{k: a.get(k) for k in (
@@ -239,7 +254,7 @@ def read_record(db: sqlite_utils.Database, study_id: str) -> dict | None:
         "abstract": row["abstract"] or "",
         "abstract_sections": [
             {"label": s["label"], "nlm_category": s["nlm_category"], "text": s["text"]}
-            for s in children("abstract_sections")
+            for s in children("abstract_sections_text")
         ],
         **{k: row[k] or "" for k in ("journal", "iso_abbrev", "issn", "volume", "issue", "pages")},
         "year": row["year"],

@@ -42,34 +42,48 @@ def write_vocabulary(db: sqlite_utils.Database, vocab: Vocabulary) -> None:
     )
 
 
-def tag_rows(study_id: str, result: TagResult) -> list[dict]:
+def stored_once(text: str | None, index: int | None, sentences: dict[int, str] | None) -> str | None:
+    """``text`` as a row stores it: None when it is the study's sentence ``index`` as the sentences table
+    holds it (``sentences``: position -> text of the rows written with it; None when none are), read back
+    through the *_text views (db/schema.py TEXT_VIEWS)."""
+    if sentences is not None and index is not None and sentences.get(index) == text:
+        return None
+    return text
+
+
+def tag_rows(study_id: str, result: TagResult, sentences: dict[int, str] | None = None) -> list[dict]:
+    """study_tags rows; ``sentences``: the study's sentences written with them (see :func:`stored_once`)."""
     rows, positions = [], {}
     for ev in result.evidence:
         position = positions.get(ev.tag_id, 0)
         positions[ev.tag_id] = position + 1
         rows.append({
             "study_id": study_id, "tag_id": ev.tag_id, "position": position, "kind": ev.kind,
-            "source": ev.source, "evidence": ev.evidence, "section": ev.section,
-            "negated": int(ev.negated), "sentence_index": ev.sentence_index,
+            "source": ev.source, "evidence": stored_once(ev.evidence, ev.sentence_index, sentences),
+            "section": ev.section, "negated": int(ev.negated), "sentence_index": ev.sentence_index,
         })
     return rows
 
 
-def finding_rows(study_id: str, sentences: list[Sentence]) -> dict[str, list[dict]]:
-    """The study's findings and quantities (tagging/findings.py) as findings / finding_quantities rows."""
+def finding_rows(study_id: str, sentences: list[Sentence],
+                 stored: dict[int, str] | None = None) -> dict[str, list[dict]]:
+    """The study's findings and quantities (tagging/findings.py) as findings / finding_quantities rows.
+
+    ``stored``: the study's sentences written with them (see :func:`stored_once`)."""
     findings, quantities = extract_findings(sentences)
     vocab = load_findings_vocabulary()
     return {
         "findings": [
             {"study_id": study_id, "position": n, "sentence_index": f.sentence_index, "section": f.section,
              "outcome": f.outcome, "outcome_label": _outcome_label(vocab, f.outcome), "direction": f.direction,
-             "hedged": int(f.hedged), "comparison": int(f.comparison), "tag_id": f.outcome_tag, "sentence": f.sentence}
+             "hedged": int(f.hedged), "comparison": int(f.comparison), "tag_id": f.outcome_tag,
+             "sentence": stored_once(f.sentence, f.sentence_index, stored)}
             for n, f in enumerate(findings)
         ],
         "finding_quantities": [
             {"study_id": study_id, "position": n, "sentence_index": q.sentence_index, "section": q.section,
              "type": q.type, "value": q.value, "unit": q.unit, "text": q.text, "denominator": q.denominator,
-             "sentence": q.sentence}
+             "sentence": stored_once(q.sentence, q.sentence_index, stored)}
             for n, q in enumerate(quantities)
         ],
     }
@@ -119,11 +133,14 @@ class Tagging:
 
     def derive(self, study_id: str, record: dict) -> tuple[dict, dict[str, list[dict]]]:
         result = tag_record(record, self.vocab)
-        rows = {"study_tags": tag_rows(study_id, result), **finding_rows(study_id, result.sentences)}
-        if self.sentences:
+        sentences = sentence_rows(study_id, result) if self.sentences else None
+        # Evidence and findings that are one of these sentences point at it instead of copying it.
+        stored = {row["position"]: row["text"] for row in sentences} if sentences is not None else None
+        rows = {"study_tags": tag_rows(study_id, result, stored), **finding_rows(study_id, result.sentences, stored)}
+        if sentences is not None:
             # The context before the sentences: their index entries read it as they are written.
             rows["sentence_contexts"] = [{"study_id": study_id, "context": sentence_context(record, result)}]
-            rows["sentences"] = sentence_rows(study_id, result)
+            rows["sentences"] = sentences
         return tag_columns(result, self.vocab), rows
 
 

@@ -80,7 +80,9 @@ def file_name(base: str, fmt: str) -> str:
 _CHILD_SQL = {
     "authors": "select study_id, last_name, fore_name, initials, suffix, collective_name, orcid, affiliations "
                "from authors where study_id in (select value from json_each(?)) order by study_id, position",
-    "abstract_sections": "select study_id, label, nlm_category, text from abstract_sections "
+    # abstract_sections_text: the sections with their text (kb.db stores a section's text once, in the
+    # abstract); an older kb.db's abstract_sections hold it themselves.
+    "abstract_sections": "select study_id, label, nlm_category, text from {table} "
                          "where study_id in (select value from json_each(?)) order by study_id, position",
     "mesh_headings": "select study_id, position, descriptor_ui, descriptor, major_topic from mesh_headings "
                      "where study_id in (select value from json_each(?)) order by study_id, position",
@@ -139,6 +141,7 @@ def read_studies(conn, ids: Iterable, by: str = "id") -> list[dict]:
     for table, sql in _CHILD_SQL.items():
         grouped: dict[str, list[dict]] = {}
         if table in tables:
+            sql = sql.format(table=f"{table}_text" if f"{table}_text" in tables else table)
             for child in _dicts(conn.execute(sql, [study_ids])):
                 grouped.setdefault(child.pop("study_id"), []).append(child)
         children[table] = grouped

@@ -130,6 +130,12 @@ async def _tables(db) -> set[str]:
     return set(await db.table_names()) | set(await db.view_names())
 
 
+def _with_text(tables: set[str], table: str) -> str:
+    """The view that reads ``table`` with its text (db/schema.py TEXT_VIEWS: kb.db stores each text
+    once); the table itself in a kb.db older than the views, whose rows hold their text."""
+    return f"{table}_text" if f"{table}_text" in tables else table
+
+
 async def _rows(db, sql: str, params) -> list[dict]:
     return [dict(r) for r in (await db.execute(sql, params)).rows]
 
@@ -207,8 +213,8 @@ async def study_detail(datasette, database: str, study_id: str) -> dict | None:
     }
     if "abstract_sections" in tables:
         detail["sections"] = await _rows(
-            db, "select label, nlm_category, text from abstract_sections where study_id = ? order by position",
-            [study_id])
+            db, f"select label, nlm_category, text from {_with_text(tables, 'abstract_sections')} "
+                "where study_id = ? order by position", [study_id])
     if "authors" in tables:
         detail["authors"] = await _rows(
             db, "select last_name, fore_name, initials, collective_name, orcid from authors "
@@ -235,8 +241,8 @@ async def _tag_groups(db, study_id: str, tables: set[str]) -> list[dict]:
     rows = await _rows(
         db,
         "select st.tag_id, st.kind, st.source, st.evidence, st.section, st.negated, t.label, t.definition, "
-        "t.patterns from study_tags st join tags t on t.id = st.tag_id where st.study_id = ? "
-        "order by st.kind, t.label, st.position",
+        f"t.patterns from {_with_text(tables, 'study_tags')} st join tags t on t.id = st.tag_id "
+        "where st.study_id = ? order by st.kind, t.label, st.position",
         [study_id],
     )
     groups: dict[str, dict] = {}
@@ -280,13 +286,15 @@ async def _findings(db, study_id: str, tables: set[str]) -> list[dict]:
             "sentence": row["sentence"], "section": row["section"], "outcomes": [], "quantities": []})
 
     for row in await _rows(db, "select sentence_index, section, sentence, outcome_label, direction, hedged, "
-                               "comparison from findings where study_id = ? order by position", [study_id]):
+                               f"comparison from {_with_text(tables, 'findings')} where study_id = ? "
+                               "order by position", [study_id]):
         entry(row)["outcomes"].append({
             "label": row["outcome_label"], "direction": row["direction"],
             "direction_label": DIRECTION_WORDS.get(row["direction"], row["direction"]),
             "hedged": bool(row["hedged"]), "comparison": bool(row["comparison"])})
     for row in await _rows(db, "select sentence_index, section, sentence, type, value, unit, text, denominator "
-                               "from finding_quantities where study_id = ? order by position", [study_id]):
+                               f"from {_with_text(tables, 'finding_quantities')} where study_id = ? "
+                               "order by position", [study_id]):
         entry(row)["quantities"].append({"type": row["type"].replace("_", " "), "text": row["text"],
                                          "value": row["value"], "unit": row["unit"],
                                          "denominator": row["denominator"]})
