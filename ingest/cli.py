@@ -193,10 +193,12 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
                 click.echo(f"Resuming: {cache.pages()} pages kept in {cache.directory}", err=True)
             try:
                 options = {"retries": retries, "backoff": backoff, "timeout": timeout, "rate": rate}
-                collected = fetch_sources(sources, query, api_key, email, base_url, europepmc_url,
-                                          clinicaltrials_url, batch_size, options, progress, cache)
-                stats = builder.build(target, collected, ",".join(sources), "network", query=query,
-                                      progress=progress, wait=wait)
+                with builder.staged(target) as staged:  # the records on disk, not in memory
+                    collected = fetch_sources(sources, query, api_key, email, base_url, europepmc_url,
+                                              clinicaltrials_url, batch_size, options, progress, cache,
+                                              collected=staged)
+                    stats = builder.build(target, collected, ",".join(sources), "network", query=query,
+                                          progress=progress, wait=wait)
             except (BuildError, FetchError, NCBIError, ParseError) as exc:
                 if cache.pages():
                     raise type(exc)(f"{exc} ({cache.pages()} pages kept in {cache.directory}: "
@@ -208,12 +210,13 @@ def build(db_path, from_dir, sources, query, api_key, email, base_url, europepmc
 
 def fetch_sources(sources, query, api_key, email, base_url, europepmc_url, clinicaltrials_url,
                   batch_size, options: dict, progress, cache: PageCache | None = None,
-                  since: dict[str, dt.date] | None = None) -> Collected:
-    """Every record of every selected source (changed since ``since[source]``), merged as it arrives.
+                  since: dict[str, dt.date] | None = None, collected: Collected | None = None) -> Collected:
+    """Every record of every selected source (changed since ``since[source]``), merged as it arrives
+    into ``collected`` (by default a new one, in memory).
 
     ``options``: retries, backoff, timeout and rate, shared by the three clients.
     """
-    collected = Collected()
+    collected = Collected() if collected is None else collected
     since = since or {}
     clients = source_clients(sources, api_key, email, base_url, europepmc_url, clinicaltrials_url, options, cache)
     if "pubmed" in clients:

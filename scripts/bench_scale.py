@@ -175,10 +175,15 @@ def write_corpus(folder: Path, studies: int, corpus: Path, seed: int = 18) -> Pa
 # --------------------------------------------------------------------------- build
 
 
+def this_checkout() -> dict[str, str]:
+    """The environment for `kb`: this checkout's code, whichever checkout the venv was installed from."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def build(folder: Path, db: Path) -> dict:
     """`kb build --from-dir` under /usr/bin/time -v: wall seconds, peak RSS (MiB), db bytes and studies."""
     command = [TIME, "-v", KB, "build", "--from-dir", str(folder), "--db", str(db), "--no-progress"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=this_checkout())
     if done.returncode != 0:
         raise SystemExit(f"kb build failed ({done.returncode}):\n{done.stderr[-3000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", done.stderr).group(1)
@@ -293,7 +298,7 @@ class Server:
         self.process = subprocess.Popen([KB, "serve", "--db", str(db), "--port", str(self.port),
                                          "--metadata", str(metadata)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env={**os.environ, **(env or {})})
+                                        env={**this_checkout(), **(env or {})})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:

@@ -208,11 +208,11 @@ def _remove_stale_temporaries(target: Path) -> None:
     pattern = re.compile(rf"\.{re.escape(target.name)}\.tmp-(\d+)(?:-journal|-wal|-shm)?")
     for path in target.parent.glob(f".{target.name}.tmp-*"):
         match = pattern.fullmatch(path.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not alive(int(match.group(1))):
             path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

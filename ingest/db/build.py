@@ -6,10 +6,11 @@ leaves the previous kb.db exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import sqlite_utils
@@ -18,13 +19,15 @@ from ..sources.formats import SOURCES
 from .aggregates import refresh_dashboard_counts
 from .atomic import DEFAULT_LOCK_WAIT, BuildError, atomic_database, pause_point
 from .collect import Collected, collect_dir
-from .derive import Prederiver, default_derivers
+from .derive import Deriver, default_derivers
 from .order import compact_if_needed, mark_sorted
 from .schema import create_fts, create_schema, optimise, refresh_term_docs
+from .staging import StagingFile, staging_path
 from .studies import child_rows, delete_study, source_record_rows, study_row, upsert_merged
 from .trials import link_studies_to_trials, write_trials
 
-__all__ = ["DEFAULT_LOCK_WAIT", "SOURCES", "BuildError", "Collected", "build", "build_from_dir", "import_into"]
+__all__ = ["DEFAULT_LOCK_WAIT", "SOURCES", "BuildError", "Collected", "build", "build_from_dir", "import_into",
+           "staged"]
 
 
 def _now() -> str:
@@ -68,9 +71,16 @@ def last_fetched(target: Path, sources: Iterable[str]) -> dict[str, dt.date | No
     return days
 
 
-def write_fresh(db: sqlite_utils.Database, collected: Collected, prederived: Prederiver,
-                progress: bool = False) -> int:
-    """Bulk-write merged records, and what the derivers compute from them, into an empty schema."""
+WRITE_BATCH = 1000  # studies (with their tags, sentences and findings) written per executemany
+
+
+def write_fresh(db: sqlite_utils.Database, collected: Collected, deriver: Deriver, progress: bool = False) -> int:
+    """Bulk-write merged records, and what the derivers compute from them, into an empty schema.
+
+    Records are read back newest first (rowid order is then recency: ranked searches that cap
+    how many matches they score keep the newest), derived a bounded number at a time and
+    written in batches, so memory does not grow with the corpus.
+    """
     from tqdm import tqdm
 
     batch: dict[str, list[dict]] = {}
@@ -82,17 +92,12 @@ def write_fresh(db: sqlite_utils.Database, collected: Collected, prederived: Pre
                 _insert_rows(db, name, rows)
                 rows.clear()
 
-    for deriver in prederived.derivers:
-        deriver.prepare(db)
-    # Newest first: rowid order is then recency, and ranked searches that cap how many matches
-    # they score (the `search` canned query, the claim checker) keep the newest.
-    items = sorted(collected.records.items(), key=lambda item: -(item[1].get("year") or 0))
-    prederived.prepare(items, list(collected.trials.items()))
+    for each in deriver.derivers:
+        each.prepare(db)
+    total = len(collected.records)
     with db.atomic():
-        for (study_id, record), derived in tqdm(
-            zip(items, prederived.results(items), strict=True),
-            total=len(items), desc="Writing studies", unit="rec", disable=not progress,
-        ):
+        for study_id, record, derived in tqdm(deriver.studies(collected.newest_first(), total), total=total,
+                                              desc="Writing studies", unit="rec", disable=not progress):
             row = study_row(study_id, record)
             tables = child_rows(study_id, record)
             tables["source_records"] = source_record_rows(study_id, collected.packed_sources.get(study_id))
@@ -104,7 +109,7 @@ def write_fresh(db: sqlite_utils.Database, collected: Collected, prederived: Pre
             for name, rows in tables.items():
                 batch.setdefault(name, []).extend(rows)
             written += 1
-            if len(batch["studies"]) >= 2000:
+            if len(batch["studies"]) >= WRITE_BATCH:
                 flush()
         flush()
     return written
@@ -157,12 +162,10 @@ def build(
     after_write: list[Hook] | None = None,
     progress: bool = False,
     derivers: list | None = None,
-    prederived: Prederiver | None = None,
     wait: float = DEFAULT_LOCK_WAIT,
 ) -> dict:
     """Write a new kb.db from ``collected``, atomically replacing ``target``.
 
-    ``prederived``: the Prederiver that watched ``collected`` being gathered (its derivers are used).
     ``wait``: seconds to wait for another writer of ``target`` to finish (0: refuse at once).
     """
     derivers = default_derivers() if derivers is None else derivers
@@ -170,18 +173,16 @@ def build(
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
     started = _now()
-    if prederived is not None:
-        derivers = prederived.derivers
-    with atomic_database(target, copy_existing=False, wait=wait) as db, prederived or Prederiver(derivers) as early:
+    with atomic_database(target, copy_existing=False, wait=wait) as db, Deriver(derivers) as deriver:
         history = previous_runs(target)  # read under the writer lock: an import finishing now is kept
         create_schema(db, fts=False)
         pause_point("schema")
-        written = write_fresh(db, collected, early, progress)
+        written = write_fresh(db, collected, deriver, progress)
         mark_sorted(db)  # written newest first
         carry_first_seen(db, target, started)
         pause_point("written")
         trials = list(collected.trials.items())
-        write_trials(db, [trial for _, trial in trials], early.trial_tags(trials), tagged=bool(derivers))
+        write_trials(db, [trial for _, trial in trials], deriver.trial_tags(trials), tagged=bool(derivers))
         link_studies_to_trials(db)
         create_fts(db)
         refresh_term_docs(db)
@@ -196,14 +197,28 @@ def build(
     return stats
 
 
+@contextlib.contextmanager
+def staged(target: Path) -> Iterator[Collected]:
+    """An empty Collected whose studies are kept in a staging file beside ``target``, deleted after."""
+    try:
+        staging = StagingFile(staging_path(target))
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise BuildError(f"{target.parent}: cannot write the build's staging file there ({reason})") from exc
+    try:
+        yield Collected.on_disk(staging)
+    finally:
+        staging.close()
+
+
 def build_from_dir(target: Path, directory: Path, sources: Iterable[str] = SOURCES, progress: bool = False,
                    derivers: list | None = None, wait: float = DEFAULT_LOCK_WAIT) -> dict:
-    """Build kb.db from every file under ``directory``; studies are tagged while parsing goes on."""
+    """Build kb.db from every file under ``directory``, the records gathered on disk meanwhile."""
     sources = tuple(sources)
-    with Prederiver(default_derivers() if derivers is None else derivers) as early:
-        collected = collect_dir(directory, progress, sources, Collected(watcher=early))
+    with staged(target) as collected:
+        collect_dir(directory, progress, sources, collected)
         return build(target, collected, ",".join(sources), "from-dir", inputs=collected.files, progress=progress,
-                     prederived=early, wait=wait)
+                     derivers=derivers, wait=wait)
 
 
 def import_into(

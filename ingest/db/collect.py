@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..records import ParseError, ParseResult
 from ..records.merge import MAX_PMID_VERSION, merge_sources, plausible_version, source_key, with_source_record
-from ..sources.formats import SOURCES, is_record_file, parse_bytes, read_bytes, source_of
+from ..sources.formats import SOURCES, UnreadableInput, is_record_file, parse_bytes, parse_path
 from .atomic import BuildError, pause_point
+from .staging import StagingFile
 from .studies import pack_record, study_id_for, unpack_record
-
-if TYPE_CHECKING:
-    from .derive import Prederiver
 
 
 @dataclass
 class Collected:
-    """Records gathered from many inputs, merged by study (PMID, then DOI), in first-seen order."""
+    """Records gathered from many inputs, merged by study (PMID, then DOI), in first-seen order.
 
-    records: dict[str, dict] = field(default_factory=dict)
+    In memory (dicts) for imports and tests; a build keeps them on disk (:meth:`on_disk`).
+    """
+
+    records: MutableMapping[str, dict] = field(default_factory=dict)
     deleted: set[int] = field(default_factory=set)
     files: list[str] = field(default_factory=list)
     parsed: int = 0
@@ -31,13 +31,26 @@ class Collected:
     by_source: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     trials: dict[str, dict] = field(default_factory=dict)
-    by_doi: dict[str, str] = field(default_factory=dict)
+    by_doi: MutableMapping[str, str] = field(default_factory=dict)
     # A study several sources contributed to: each source's own record, packed (a few kB each),
     # so that a later record replaces its own source's alone (records.merge). A study from one
     # source is its one record, in ``records``.
-    packed_sources: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    # Told of every study record as soon as it is parsed, and of every trial: see Prederiver.
-    watcher: Prederiver | None = field(default=None, repr=False, compare=False)
+    packed_sources: MutableMapping[str, dict[str, bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def on_disk(cls, staging: StagingFile) -> Collected:
+        """Studies, their DOIs and their sources' records kept in ``staging`` (memory flat in their number).
+
+        Trials (a registry's few thousand), deletions and counts stay in memory.
+        """
+        return cls(records=staging.mapping("records", ordered_by_year=True), by_doi=staging.mapping("by_doi"),
+                   packed_sources=staging.mapping("packed_sources"))
+
+    def newest_first(self) -> Iterable[tuple[str, dict]]:
+        """(study id, record), newest year first, ties in first-seen order: the order kb.db is written in."""
+        if hasattr(self.records, "newest_first"):
+            return self.records.newest_first()
+        return sorted(self.records.items(), key=lambda item: -(item[1].get("year") or 0))
 
     def add(self, record: dict) -> None:
         self.parsed += 1
@@ -81,15 +94,6 @@ class Collected:
         self.records.pop(key, None)
         self.packed_sources.pop(key, None)
 
-    def parsed_record(self, record: dict) -> None:
-        """A record just parsed, before it is added (and perhaps merged)."""
-        if self.watcher:
-            try:
-                key = study_id_for(record)
-            except ValueError:
-                return  # add() reports it
-            self.watcher.study(key, record)
-
     def _same_study(self, key: str, record: dict) -> bool:
         other = self.records.get(key)
         if other is None:
@@ -100,9 +104,7 @@ class Collected:
     def add_trial(self, trial: dict) -> None:
         self.by_source["clinicaltrials"] += 1
         previous = self.trials.get(trial["nct_id"])
-        self.trials[trial["nct_id"]] = merged = merge_trials(previous, trial) if previous else trial
-        if self.watcher:
-            self.watcher.trial(trial["nct_id"], merged)
+        self.trials[trial["nct_id"]] = merge_trials(previous, trial) if previous else trial
 
     def delete(self, pmid: int) -> None:
         self._forget(str(pmid))
@@ -148,42 +150,59 @@ def input_files(directory: Path) -> list[Path]:
 
 def collect_file(collected: Collected, path: Path, label: str | None = None,
                  sources: Iterable[str] = SOURCES) -> None:
-    """Parse one file into ``collected``; a bad file is reported, never fatal."""
+    """Parse one file into ``collected``, its records merged as they are parsed (a PubMed XML file
+    is streamed: memory does not grow with it); a bad file is reported, never fatal."""
     label = label or str(path)
+    delivered = ParseResult()  # counts the records handed on, for the messages below
+
+    def deliver(record: dict) -> None:
+        delivered.count += 1
+        _collect_record(collected, record, label)
+
     try:
-        data = read_bytes(path)
-    except (OSError, ParseError) as exc:
-        collected.errors.append(f"{label}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+        _, result = parse_path(path, deliver, sources=sources)
+    except (OSError, UnreadableInput) as exc:
+        collected.errors.append(f"{label}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+                                f"{_kept(delivered.count)}")
         return
-    if source_of(data) not in set(sources):
-        return
-    try:
-        result = parse_bytes(data, collected.parsed_record)
     except ParseError as exc:
-        partial = getattr(exc, "partial", None)
-        kept = f"; {len(partial.records)} records before the fault were kept" if partial and partial.records else ""
-        collected.errors.append(f"{label}: {exc}{kept}")
-        if partial is None:
+        collected.errors.append(f"{label}: {exc}{_kept(delivered.count)}")
+        result = getattr(exc, "partial", None)
+        if result is None:
             return
-        result = partial
+    if result is None:  # a source not asked for
+        return
     collected.files.append(label)
-    _collect_result(collected, result, label)
+    _collect_rest(collected, result, label)
 
 
-def _collect_result(collected: Collected, result: ParseResult, label: str) -> None:
-    for record in result.records:
-        if _implausible_version(record):
-            collected.parsed += 1
-            collected.errors.append(
-                f"{label}: PMID {record.get('pmid')}: Version {record['pmid_version']} is not a plausible "
-                f"PubMed version (1-{MAX_PMID_VERSION}): record skipped")
-            continue
-        collected.add(record)
+def _kept(count: int) -> str:
+    return f"; {count} records before the fault were kept" if count else ""
+
+
+def _collect_record(collected: Collected, record: dict, label: str) -> None:
+    if _implausible_version(record):
+        collected.parsed += 1
+        collected.errors.append(
+            f"{label}: PMID {record.get('pmid')}: Version {record['pmid_version']} is not a plausible "
+            f"PubMed version (1-{MAX_PMID_VERSION}): record skipped")
+        return
+    collected.add(record)
+
+
+def _collect_rest(collected: Collected, result: ParseResult, label: str) -> None:
+    """What a parse gives besides the study records: trials, deletions, warnings."""
     for trial in result.trials:
         collected.add_trial(trial)
     for pmid in result.deleted:
         collected.delete(pmid)
     collected.errors.extend(f"{label}: {e}" for e in result.errors)
+
+
+def _collect_result(collected: Collected, result: ParseResult, label: str) -> None:
+    for record in result.records:
+        _collect_record(collected, record, label)
+    _collect_rest(collected, result, label)
 
 
 def collect_dir(directory: Path, progress: bool = False, sources: Iterable[str] = SOURCES,

@@ -1,11 +1,11 @@
-"""Deriving data (tags) from records in worker processes while parsing goes on."""
+"""Deriving data (tags) from records in worker processes, a bounded number of chunks at a time."""
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 from ..tagging.vocabulary import load_vocabulary
 from .trials import trial_tags
@@ -19,6 +19,8 @@ def default_derivers() -> list:
 
 
 PARALLEL_THRESHOLD = 400  # records; below this, starting worker processes costs more than it saves
+CHUNK = 50  # records sent to a worker at a time
+AHEAD_PER_WORKER = 4  # chunks in flight per worker: enough to keep them busy, few enough to bound memory
 _worker_derivers: list = []
 
 
@@ -31,21 +33,6 @@ def _tag_trial_chunk(items: list[tuple[str, dict]]) -> list[dict[str, list[str]]
     return [trial_tags(trial, vocab) for _, trial in items]
 
 
-def _fork_pool(derivers: list, workers: int):
-    import multiprocessing
-
-    global _worker_derivers
-    _worker_derivers = derivers  # inherited by the forked workers, never pickled
-    load_vocabulary()  # compiled once, here, rather than once per worker
-    # Freeze the parent's objects out of the collector first: a collection in a forked worker
-    # would otherwise touch (and so copy) every page of the records it inherited.
-    gc.freeze()
-    try:
-        return multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_interrupts)
-    finally:
-        gc.unfreeze()
-
-
 def _ignore_interrupts() -> None:
     """In a worker: Ctrl-C reaches the whole process group; the main process alone handles it
     (and terminates the workers), so the terminal gets one line, not a traceback per worker."""
@@ -56,97 +43,66 @@ def _workers() -> int:
     return min(os.cpu_count() or 1, 4)
 
 
-class _Lane:
-    """Records of one kind sent to the workers in chunks; results looked up by key and record."""
-
-    CHUNK = 50
-
-    def __init__(self, work: Callable, inline: Callable):
-        self.work, self.inline = work, inline  # chunk function for workers; (key, record) -> result here
-        self.batch: list[tuple[str, dict]] = []
-        self.submitted: dict[str, tuple[dict, int, int]] = {}  # key -> (record, chunk, index in chunk)
-        self.chunks: list = []  # AsyncResult per chunk
-
-    def submit(self, pool) -> None:
-        if not self.batch:
-            return
-        for index, (key, record) in enumerate(self.batch):
-            self.submitted[key] = (record, len(self.chunks), index)
-        self.chunks.append(pool.apply_async(self.work, (self.batch,)))
-        self.batch = []
-
-    def known(self, key: str, record: dict) -> bool:
-        known = self.submitted.get(key)
-        return known is not None and known[0] is record
-
-    def result(self, key: str, record: dict):
-        if self.known(key, record):
-            chunk, index = self.submitted[key][1:]
-            return self.chunks[chunk].get()[index]
-        return self.inline(key, record)
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
-class Prederiver:
-    """Tags studies and trials in worker processes as soon as they are parsed, while parsing goes on.
+class Deriver:
+    """Each deriver's output for a stream of (key, record), in the stream's order.
 
-    Tagging costs more CPU than parsing; run side by side they share the cores instead of
-    queueing, and the main process never compiles the vocabulary. Workers start once a first
-    chunk is ready (small inputs never fork). A record merged again later is derived again:
-    a result is used only if it was derived from the very record being written.
+    Tagging costs more CPU than anything else in a build: with two cores or more, chunks of
+    records go to worker processes, at most ``AHEAD_PER_WORKER`` per worker in flight, so the
+    records and results held at once do not grow with the corpus. The workers start only when
+    there are enough records to repay them (``total``).
     """
 
     def __init__(self, derivers: list):
         self.derivers = derivers
-        self.enabled = bool(derivers) and _workers() >= 2
         self.pool = None
-        self.studies = _Lane(_derive_chunk, lambda key, record: [d.derive(key, record) for d in derivers])
-        self.trials = _Lane(_tag_trial_chunk, lambda key, trial: trial_tags(trial, load_vocabulary()))
 
-    def study(self, key: str, record: dict) -> None:
-        """A study record just parsed."""
-        self._queue(self.studies, key, record)
-
-    def trial(self, key: str, trial: dict) -> None:
-        """A trial just collected."""
-        self._queue(self.trials, key, trial)
-
-    def _queue(self, lane: _Lane, key: str, record: dict) -> None:
-        if not self.enabled:
-            return
-        lane.batch.append((key, record))
-        if len(lane.batch) >= lane.CHUNK:
-            self._submit(lane)
-
-    def _submit(self, lane: _Lane) -> None:
-        if lane.batch and self.pool is None:
-            self.pool = _fork_pool(self.derivers, _workers())
-        lane.submit(self.pool)
-
-    def _send_missing(self, lane: _Lane, items: list[tuple[str, dict]]) -> None:
-        """Send what was not derived yet (merged since, or parsed in one go) to the workers, if worth it."""
-        missing = [(key, record) for key, record in items if not lane.known(key, record)]
-        lane.batch = []
-        if self.enabled and (self.pool is not None or len(missing) >= PARALLEL_THRESHOLD):
-            for start in range(0, len(missing), lane.CHUNK):
-                lane.batch = missing[start:start + lane.CHUNK]
-                self._submit(lane)
-
-    def prepare(self, studies: list[tuple[str, dict]], trials: list[tuple[str, dict]]) -> None:
-        """Everything still to derive goes to the workers now, studies first."""
-        self._send_missing(self.studies, studies)
-        if self.derivers:
-            self._send_missing(self.trials, trials)
-
-    def results(self, items: list[tuple[str, dict]]) -> Iterator[list[tuple[dict, dict]]]:
-        """Each deriver's output for each (key, study record), in order."""
-        for key, record in items:
-            yield self.studies.result(key, record)
+    def studies(self, items: Iterable[tuple[str, dict]], total: int) -> Iterator[tuple[str, dict, list]]:
+        """(key, record, [each deriver's (columns, rows)]) for each item."""
+        inline = lambda key, record: [d.derive(key, record) for d in self.derivers]  # noqa: E731
+        yield from self._run(items, total, _derive_chunk, inline)
 
     def trial_tags(self, items: list[tuple[str, dict]]) -> list[dict[str, list[str]]] | None:
         """Tags of each (key, trial), in order; None when the build derives nothing."""
         if not self.derivers:
             return None
-        return [self.trials.result(key, trial) for key, trial in items]
+        inline = lambda key, trial: trial_tags(trial, load_vocabulary())  # noqa: E731
+        return [tags for _, _, tags in self._run(items, len(items), _tag_trial_chunk, inline)]
+
+    def _run(self, items: Iterable[tuple[str, dict]], total: int, work: Callable,
+             inline: Callable) -> Iterator[tuple[str, dict, object]]:
+        if not self.derivers or total < PARALLEL_THRESHOLD or _workers() < 2:
+            for key, record in items:
+                yield key, record, inline(key, record) if self.derivers else []
+            return
+        pool = self._pool()
+        in_flight: deque = deque()
+        for chunk in _chunks(items, CHUNK):
+            in_flight.append((chunk, pool.apply_async(work, (chunk,))))
+            if len(in_flight) >= AHEAD_PER_WORKER * _workers():
+                yield from _finished(in_flight.popleft())
+        while in_flight:
+            yield from _finished(in_flight.popleft())
+
+    def _pool(self):
+        if self.pool is None:
+            import multiprocessing
+
+            global _worker_derivers
+            _worker_derivers = self.derivers  # inherited by the forked workers, never pickled
+            load_vocabulary()  # compiled once, here, rather than once per worker
+            self.pool = multiprocessing.get_context("fork").Pool(_workers(), initializer=_ignore_interrupts)
+        return self.pool
 
     def close(self) -> None:
         if self.pool is not None:
@@ -154,8 +110,14 @@ class Prederiver:
             self.pool.join()
             self.pool = None
 
-    def __enter__(self) -> Prederiver:
+    def __enter__(self) -> Deriver:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _finished(submitted: tuple[list, object]) -> Iterator[tuple[str, dict, object]]:
+    chunk, result = submitted
+    for (key, record), derived in zip(chunk, result.get(), strict=True):
+        yield key, record, derived

@@ -100,11 +100,16 @@ class ParseResult:
     trials: list[dict] = field(default_factory=list)  # ClinicalTrials.gov pages only
     # Called with each record as soon as it is parsed (the build starts tagging it meanwhile).
     on_record: Callable[[dict], None] | None = field(default=None, repr=False, compare=False)
+    # False: records go to ``on_record`` only, never into ``records`` (a streamed file's memory stays flat).
+    keep: bool = field(default=True, repr=False, compare=False)
+    count: int = field(default=0, compare=False)  # study records added, kept or handed on
 
     def add(self, record: dict) -> None:
         """Keep a study record, capped (see the caps above); warnings go to ``errors``."""
         self._warn(record, cap_record(record))
-        self.records.append(record)
+        self.count += 1
+        if self.keep:
+            self.records.append(record)
         if self.on_record:
             self.on_record(record)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import itertools
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,6 +45,10 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
 _XML_ENCODING = re.compile(rb"""\A(\s*<\?xml[^>]*?\bencoding\s*=\s*)(["'])[A-Za-z0-9._-]*\2""")
 
 
+class UnreadableInput(ParseError):
+    """The file's bytes cannot be had: too large, a gzip bomb, broken gzip, a false byte-order mark."""
+
+
 def is_record_file(path: Path) -> bool:
     """Whether ``--from-dir`` reads this file: a record suffix, not hidden, not a README or the like."""
     name = path.name
@@ -66,27 +71,103 @@ def read_bytes(path: Path, limit: int = MAX_INPUT_BYTES) -> bytes:
         if not path.name.endswith(".gz"):
             size = path.stat().st_size
             if size > limit:
-                raise ParseError(f"{size:,} bytes: more than the {limit:,} one input may hold (split it)")
-            return as_utf8(raw.read())
+                raise UnreadableInput(f"{size:,} bytes: more than the {limit:,} one input may hold (split it)")
+            return _utf8_or_unreadable(raw.read())
         try:
-            return as_utf8(_gunzip(raw, limit))
+            return _utf8_or_unreadable(_gunzip(raw, limit))
         except (OSError, EOFError, zlib.error) as exc:
-            raise ParseError(f"not a readable gzip file ({exc})") from exc
+            raise UnreadableInput(f"not a readable gzip file ({exc})") from exc
+
+
+def _utf8_or_unreadable(data: bytes) -> bytes:
+    try:
+        return as_utf8(data)
+    except UnreadableInput:
+        raise
+    except ParseError as exc:
+        raise UnreadableInput(str(exc)) from exc
 
 
 def _gunzip(raw: BinaryIO, limit: int) -> bytes:
     """Decompress chunk by chunk, refusing as soon as the output grows past a cap."""
-    chunks, total = [], 0
+    return b"".join(_gunzipped_chunks(raw, limit))
+
+
+def _gunzipped_chunks(raw: BinaryIO, limit: int) -> Iterator[bytes]:
+    total = 0
     with gzip.GzipFile(fileobj=raw) as stream:
         while chunk := stream.read(_CHUNK):
-            chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise ParseError(f"expands to more than {limit:,} bytes, the most one input may hold: "
+                raise UnreadableInput(f"expands to more than {limit:,} bytes, the most one input may hold: "
                                  "refused (split it)")
             if total > GZIP_RATIO_FROM and total > MAX_GZIP_RATIO * raw.tell():
-                raise ParseError(f"expands more than {MAX_GZIP_RATIO}-fold: refused as a likely gzip bomb")
-    return b"".join(chunks)
+                raise UnreadableInput(f"expands more than {MAX_GZIP_RATIO}-fold: refused as a likely gzip bomb")
+            yield chunk
+
+
+def input_chunks(path: Path, limit: int = MAX_INPUT_BYTES) -> Iterator[bytes]:
+    """A file's content a MiB at a time, decompressed if it is .gz, with :func:`read_bytes`'s bounds
+    and errors (raised when the chunk that breaks them is reached)."""
+    with path.open("rb") as raw:
+        if not path.name.endswith(".gz"):
+            size = path.stat().st_size
+            if size > limit:
+                raise UnreadableInput(f"{size:,} bytes: more than the {limit:,} one input may hold (split it)")
+            while chunk := raw.read(_CHUNK):
+                yield chunk
+            return
+        try:
+            yield from _gunzipped_chunks(raw, limit)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableInput(f"not a readable gzip file ({exc})") from exc
+
+
+def parse_path(path: Path, on_record: Callable[[dict], None] | None = None, limit: int = MAX_INPUT_BYTES,
+               sources: Iterable[str] = SOURCES) -> tuple[str, ParseResult | None]:
+    """The file's source and its records, or (source, None) when its source is not in ``sources``.
+
+    PubMed XML (plain or .gz) is streamed: decompressed and parsed a MiB at a time, each record
+    handed to ``on_record`` (when given) and not kept in the result, so memory does not grow with
+    the file. Other formats are read whole (:func:`read_bytes`) and parsed as :func:`parse_bytes`
+    does; with ``on_record``, their records too are handed on rather than kept.
+    """
+    chunks = input_chunks(path, limit)
+    first = next(chunks, b"")
+    if any(first.startswith(bom) for bom, _ in _BOMS) or files.sniff_format(first) != "xml":
+        chunks.close()
+        return _parse_whole(path, on_record, limit, sources)
+    source = source_of(first)
+    if source not in set(sources):
+        chunks.close()
+        return source, None
+    return source, pubmed.parse_pubmed_stream(itertools.chain([first], chunks), on_record, keep=on_record is None)
+
+
+def _parse_whole(path: Path, on_record: Callable[[dict], None] | None, limit: int,
+                 sources: Iterable[str]) -> tuple[str, ParseResult | None]:
+    data = read_bytes(path, limit)
+    source = source_of(data)
+    if source not in set(sources):
+        return source, None
+    try:
+        result = parse_bytes(data)
+    except ParseError as exc:
+        partial = getattr(exc, "partial", None)
+        if partial is not None:
+            _hand_on(partial, on_record)
+        raise
+    return source, _hand_on(result, on_record)
+
+
+def _hand_on(result: ParseResult, on_record: Callable[[dict], None] | None) -> ParseResult:
+    """``result``'s records given to ``on_record`` instead of kept (the streamed formats' behaviour)."""
+    result.count = len(result.records)
+    if on_record is not None:
+        for record in result.records:
+            on_record(record)
+        result.records = []
+    return result
 
 
 def as_utf8(data: bytes) -> bytes:

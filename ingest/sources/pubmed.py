@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -58,21 +59,21 @@ FEED_BYTES = 1 << 20  # the pull parser is fed this much at a time
 class _RecordElements:
     """Each PubmedArticle, DeleteCitation and PubmedBookArticle element as it ends, then ``root``.
 
-    A pull parser, drained after every feed and once more after a syntax error, so the records
-    before a fault are always delivered (lxml 6.2's iterparse raises before yielding the events
-    of the chunk that holds the error).
+    A pull parser fed chunk by chunk, drained after every feed and once more after a syntax
+    error, so the records before a fault are always delivered (lxml 6.2's iterparse raises
+    before yielding the events of the chunk that holds the error).
     """
 
-    def __init__(self, data: bytes):
-        self.data = data
+    def __init__(self, chunks: Iterable[bytes]):
+        self.chunks = chunks
         self.root = None
         self.parser = etree.XMLPullParser(events=("end",), tag=("PubmedArticle", "DeleteCitation",
                                                                 "PubmedBookArticle"), **_xml_parser_kwargs())
 
     def __iter__(self) -> Iterator[etree._Element]:
         try:
-            for start in range(0, len(self.data), FEED_BYTES):
-                self.parser.feed(self.data[start:start + FEED_BYTES])
+            for chunk in self.chunks:
+                self.parser.feed(chunk)
                 yield from (el for _, el in self.parser.read_events())
             self.root = self.parser.close()
         except etree.XMLSyntaxError:
@@ -89,10 +90,20 @@ def parse_pubmed_xml(data: bytes, on_record: Callable[[dict], None] | None = Non
     raises :class:`ParseError` carrying the records parsed before the fault.
     ``on_record`` is called with each record as soon as it is parsed.
     """
-    result = ParseResult(on_record=on_record)
-    if _HTML_START.match(data[:4096]):
+    chunks = (data[start:start + FEED_BYTES] for start in range(0, len(data), FEED_BYTES))
+    return parse_pubmed_stream(chunks, on_record)
+
+
+def parse_pubmed_stream(chunks: Iterable[bytes], on_record: Callable[[dict], None] | None = None,
+                        keep: bool = True) -> ParseResult:
+    """:func:`parse_pubmed_xml` over a file's bytes in chunks; ``keep=False``: each record goes
+    to ``on_record`` alone, so memory does not grow with the file."""
+    result = ParseResult(on_record=on_record, keep=keep)
+    chunks = iter(chunks)
+    first = next(chunks, b"")
+    if _HTML_START.match(first[:4096]):
         raise ParseError("an HTML page, not PubMed XML (a saved error or login page?)")
-    events = _RecordElements(data)
+    events = _RecordElements(itertools.chain([first], chunks))
     try:
         for el in events:
             if el.tag == "PubmedArticle":
@@ -105,11 +116,13 @@ def parse_pubmed_xml(data: bytes, on_record: Callable[[dict], None] | None = Non
                     if parse_id(pmid.text):
                         result.deleted.append(parse_id(pmid.text))
             el.clear(keep_tail=True)
+            while el.getprevious() is not None:  # parsed siblings: the tree stays one record deep
+                del el.getparent()[0]
     except etree.XMLSyntaxError as exc:
         error = ParseError(f"malformed XML: {exc}")
         error.partial = result  # type: ignore[attr-defined]
         raise error from exc
-    if not result.records and not result.deleted:
+    if not result.count and not result.deleted:
         _check_root(events.root)
     return result
 
