@@ -29,6 +29,7 @@ from test_faults import digest, existing_db, leftovers, one_line_error  # noqa: 
 from ingest.cli import cli
 from ingest.db import build as builder
 from ingest.db.atomic import writer_lock
+from ingest.db.derive import PARALLEL_THRESHOLD
 from ingest.db.schema import SCHEMA_VERSION
 from ingest.records import empty_record
 
@@ -475,7 +476,7 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing_behind(command, point, e
     """Ctrl-C reaches the whole foreground process group, the build's tagging workers too."""
     inputs = tmp_path / "big"
     inputs.mkdir()
-    many_records_nbib(inputs / "many.nbib", 200)  # enough for the build to start its workers
+    many_records_nbib(inputs / "many.nbib", PARALLEL_THRESHOLD + 100)  # enough for the build to start its workers
     args = (["build", "--from-dir", inputs, "--no-progress"] if command == "build"
             else ["import", inputs / "many.nbib"])
     before = digest(existing_db)
