@@ -65,7 +65,8 @@ def study(db: Path, study_id: str = STUDY) -> dict:
                               ("study_tags", "tag_id")):
             rows = conn.execute(f"select {column} from {table} where study_id = ?", [study_id])
             row[table.removesuffix("_text")] = [r[0] for r in rows]
-        row["sentences"] = [r[0] for r in conn.execute("select text from sentences where study_id = ?", [study_id])]
+        sentences = conn.execute("select text from sentences_text where study_id = ?", [study_id])
+        row["sentences"] = [r[0] for r in sentences]
         return row
     finally:
         conn.close()
@@ -370,6 +371,11 @@ def make_schema_2(db: Path) -> None:
     with conn:
         conn.execute("update sentences set context = "
                      "(select context from sentence_contexts c where c.study_id = sentences.study_id)")
+        # Each sentence's text in its row (the columns pointing into the abstract are left empty).
+        conn.execute("update sentences set text = (select substr(iif(sentences.section_kind = 'title', s.title, "
+                     "s.abstract), text_start, text_length) from studies s where s.id = sentences.study_id), "
+                     "text_start = null, text_length = null where text is null")
+        conn.execute("drop view sentences_text")
         for name in ("sentences_fts_insert", "sentences_fts_delete", "sentences_fts_update",
                      "sentence_contexts_no_replace", "sentence_contexts_fts_insert",
                      "sentence_contexts_fts_delete", "sentence_contexts_fts_update"):

@@ -247,7 +247,7 @@ def test_sentence_vectors_follow_their_sentences_through_renumbering(older_kb, t
     def nearest() -> list[tuple[str, int, str, float]]:
         index = embeddings.load_index(older_kb)
         assert index.coverage == 1.0
-        sql = "select study_id, position, text from sentences where rowid = ?"
+        sql = "select study_id, position, text from sentences_text where rowid = ?"
         with connect(older_kb) as conn:
             return [(*conn.execute(sql, [rowid]).fetchone(), round(cosine, 5))
                     for rowid, cosine in index.search("esketamine dissociation", 20)]

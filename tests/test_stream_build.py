@@ -49,6 +49,14 @@ def test_staged_build_of_the_corpus_equals_the_in_memory_build(corpus, tmp_path)
         assert got[table] == expected[table], table
     assert len(got["studies"]) > 500 and len(got["trials"]) > 500
     assert not list(tmp_path.glob(".*staging*")), "the staging file is removed after the build"
+    # Every sentence of the corpus is stored once, as a stretch of its study's title or abstract, and the
+    # sentence index read from those stretches agrees with them.
+    conn = sqlite3.connect(streamed)
+    try:
+        assert conn.execute("select count(*), count(text) from sentences").fetchone()[1] == 0
+        conn.execute("insert into sentences_fts (sentences_fts, rank) values ('integrity-check', 1)")
+    finally:
+        conn.close()
 
 
 def test_staged_map_behaves_as_a_dict(tmp_path):

@@ -145,10 +145,11 @@ def _iter_sentences(kb_path: Path, kinds: tuple[str, ...] = SECTION_KINDS) -> It
     """(study_id, position, passage text, rowid) of every kb.db sentence of these section kinds, streamed."""
     conn = sqlite3.connect(f"file:{kb_path}?mode=ro", uri=True)
     try:
-        # The context as indexed: stored once per study in kb.db, in every row in an older one.
+        # Text and context as indexed: each stored once in kb.db (title or abstract; the study's context),
+        # in every row in an older one.
         where = "" if set(kinds) >= set(SECTION_KINDS) else \
             f"where coalesce(s.section_kind, 'abstract') in ({', '.join('?' for _ in kinds)}) "
-        rows = conn.execute("select s.study_id, s.position, s.text, s.rowid, f.context from sentences s "
+        rows = conn.execute("select s.study_id, s.position, f.text, s.rowid, f.context from sentences s "
                             f"join sentences_fts f on f.rowid = s.rowid {where}order by s.study_id, s.position",
                             kinds if where else ())
         for s, p, t, rowid, c in rows:

@@ -89,7 +89,7 @@ def ranked_range(conn: sqlite3.Connection, fts_table: str, query: str, cap: int)
 
 
 SENTENCE_MATCHES = (
-    "select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, sentences_fts.context, "
+    "select s.rowid, s.study_id, s.position, s.section, s.section_kind, sentences_fts.text, sentences_fts.context, "
     f"bm25(sentences_fts, 1.0, {CONTEXT_WEIGHT}) as score "
     "from sentences_fts join sentences s on s.rowid = sentences_fts.rowid where sentences_fts match :query"
 )
@@ -139,15 +139,15 @@ def vector_ranking(conn: sqlite3.Connection, vectors: VectorIndex, claim: str) -
     rowids = list(hits)
     for start in range(0, len(rowids), 500):  # keep well under SQLite's bound-parameter limit
         chunk = rowids[start:start + 500]
-        rows += conn.execute("select s.rowid, s.study_id, s.position, s.section, s.section_kind, s.text, f.context "
+        rows += conn.execute("select s.rowid, s.study_id, s.position, s.section, s.section_kind, f.text, f.context "
                              "from sentences s join sentences_fts f on f.rowid = s.rowid "
                              f"where s.rowid in ({', '.join('?' for _ in chunk)})", chunk).fetchall()
     out = [_sentence(row, cosine=hits[row[0]]) for row in rows]
     return sorted(out, key=lambda pair: -(pair[1].cosine or 0))
 
 
-# A sentence's context is read from the index (the context it was indexed with): kb.db stores it
-# once per study (sentence_contexts); an older kb.db in every sentence row.
+# A sentence's text and context are read from the index (as it was indexed): kb.db stores the context
+# once per study (sentence_contexts) and the text once, in the title or abstract; an older kb.db in every row.
 def _sentence(row: tuple, bm25: float | None = None, cosine: float | None = None) -> tuple[str, Sentence]:
     return row[1], Sentence(rowid=row[0], position=row[2], section=row[3], section_kind=row[4] or "abstract",
                             text=row[5], context=row[6] or "", bm25=bm25, cosine=cosine)

@@ -337,7 +337,7 @@ def judge_study(conn: Any, assertion: Assertion, study_id: str) -> tuple[Stance,
     The one place both `kb check` and the stance evaluation read a study for its stance.
     """
     rows = [dict(zip(SENTENCE_COLUMNS, r, strict=True)) for r in conn.execute(
-        f"select {', '.join(SENTENCE_COLUMNS)} from sentences where study_id = ?", (study_id,))]
+        f"select {', '.join(SENTENCE_COLUMNS)} from sentences_text where study_id = ?", (study_id,))]
     row = conn.execute(STUDY_CONTEXT_SQL, (study_id,)).fetchone()
     context_row = dict(zip(STUDY_CONTEXT_COLUMNS, row, strict=True)) if row else None
     findings, quantities = study_findings(rows)

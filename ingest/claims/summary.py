@@ -73,7 +73,7 @@ def duration_sentences(conn: sqlite3.Connection, studies: list[StudyResult]) -> 
     order = {s.pmid: s for s in studies}
     marks = ", ".join("?" for _ in order)
     rows = conn.execute(
-        f"select study_id, position, section, section_kind, text from sentences where study_id in ({marks}) "
+        f"select study_id, position, section, section_kind, text from sentences_text where study_id in ({marks}) "
         "order by study_id, position", list(order)).fetchall()
     found = []
     for study_id, position, section, kind, text in rows:

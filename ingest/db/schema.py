@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 8  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
+SCHEMA_VERSION = 9  # 2: evidence levels, synthesis counts, on_topic; 3: sentence_contexts, source_records;
 #                     4: findings, finding_quantities; 5: entry_date, first_seen, ingest_runs.source_counts
 #                     6: kb_order; 7: idx_studies_tag_columns holds languages, is_open_access, journal
 #                     8: text stored once: study_tags.evidence, findings.sentence, finding_quantities.sentence
@@ -18,6 +18,8 @@ SCHEMA_VERSION = 8  # 2: evidence levels, synthesis counts, on_topic; 3: sentenc
 #                        NULL where it is studies.abstract from text_start for text_length characters; the
 #                        *_text views (and the {kind}_tags views) give the text back. Older rows keep their
 #                        text and read the same through the views, so an older kb.db needs no rewrite.
+#                     9: sentences.text NULL where the sentence is the title or a stretch of the abstract
+#                        (text_start, text_length); sentences_text and sentences_in_context give it back.
 
 # A studies row (about 3 kB with its abstract) fills most of a 4 kB page and leaves the rest unused:
 # larger pages hold several rows each (measured in docs/scaling.md, "kb.db size").
@@ -186,23 +188,34 @@ INDEXES = [
 # as the rows held it before; a row that keeps its own text (older kb.db, evidence that is a MeSH heading,
 # a build without the sentence index) is read as it is. What reads the text reads these views.
 _SENTENCE_OF = ("left join sentences se on {alias}.{column} is null and se.study_id = {alias}.study_id "
-                "and se.position = {alias}.sentence_index")
+                "and se.position = {alias}.sentence_index "
+                "left join studies sx on se.text is null and sx.id = se.study_id")
+
+
+def sentence_text_sql(sentence: str, study: str) -> str:
+    """The text of sentence row ``sentence``: its own, or (schema 9) the stretch of its study's
+    title or abstract it points at, ``study`` being that study's row."""
+    return (f"coalesce({sentence}.text, substr(iif({sentence}.section_kind = 'title', {study}.title, "
+            f"{study}.abstract), {sentence}.text_start, {sentence}.text_length))")
+
+
+_SE_TEXT = sentence_text_sql("se", "sx")
 TEXT_VIEWS = {
     "study_tags_text": f"""
-select st.study_id, st.tag_id, st.position, st.kind, st.source, coalesce(st.evidence, se.text) as evidence,
+select st.study_id, st.tag_id, st.position, st.kind, st.source, coalesce(st.evidence, {_SE_TEXT}) as evidence,
        st.section, st.negated, st.sentence_index
 from study_tags st
 {_SENTENCE_OF.format(alias="st", column="evidence")}
 """,
     "findings_text": f"""
 select f.study_id, f.position, f.sentence_index, f.section, f.outcome, f.outcome_label, f.direction, f.hedged,
-       f.comparison, f.tag_id, coalesce(f.sentence, se.text) as sentence
+       f.comparison, f.tag_id, coalesce(f.sentence, {_SE_TEXT}) as sentence
 from findings f
 {_SENTENCE_OF.format(alias="f", column="sentence")}
 """,
     "finding_quantities_text": f"""
 select q.study_id, q.position, q.sentence_index, q.section, q.type, q.value, q.unit, q.text, q.denominator,
-       coalesce(q.sentence, se.text) as sentence
+       coalesce(q.sentence, {_SE_TEXT}) as sentence
 from finding_quantities q
 {_SENTENCE_OF.format(alias="q", column="sentence")}
 """,
@@ -217,7 +230,7 @@ left join studies s on a.text is null and s.id = a.study_id
 # One view per tag kind: each tagged study with its tag, source and evidence sentence.
 TAG_VIEW_SQL = f"""
 select st.study_id, s.title, s.year, t.id as tag_id, t.label as {{kind}}, st.negated,
-       st.source, st.section, coalesce(st.evidence, se.text) as evidence
+       st.source, st.section, coalesce(st.evidence, {_SE_TEXT}) as evidence
 from study_tags st
 join tags t on t.id = st.tag_id
 join studies s on s.id = st.study_id
@@ -234,30 +247,44 @@ FTS_TABLES = {
 }
 
 # The sentence index: each sentence with its study's context (stored once per study, in
-# sentence_contexts), read through a view. Triggers keep the index equal to the view whichever
+# sentence_contexts), read through a view. A sentence's text is stored once too (schema 9): the
+# sentence row points at the stretch of its study's title or abstract (sentence_text_sql), so its
+# index entry is deleted while that study row still holds the text (db/studies.delete_children runs
+# before the study row is replaced or deleted). Triggers keep the index equal to the view whichever
 # table changes; a study's context row is never replaced in place (INSERT OR REPLACE would skip
 # the delete triggers), so that is refused.
-SENTENCES_FTS_SQL = """
-create view if not exists sentences_in_context as
-select s.rowid as rowid, s.study_id, s.position, s.section, s.section_kind, s.text,
-       coalesce(s.context, c.context) as context
-from sentences s left join sentence_contexts c on c.study_id = s.study_id;
+_NEW_TEXT, _OLD_TEXT = (
+    f"coalesce({row}.text, (select substr(iif({row}.section_kind = 'title', title, abstract), {row}.text_start, "
+    f"{row}.text_length) from studies where id = {row}.study_id))" for row in ("new", "old"))
+SENTENCE_VIEWS_SQL = f"""
+create view sentences_text as
+select s.rowid as rowid, s.study_id, s.position, s.section, s.section_kind, {sentence_text_sql("s", "st")} as text,
+       s.context
+from sentences s left join studies st on s.text is null and st.id = s.study_id;
 
+create view sentences_in_context as
+select s.rowid as rowid, s.study_id, s.position, s.section, s.section_kind, {sentence_text_sql("s", "st")} as text,
+       coalesce(s.context, c.context) as context
+from sentences s left join studies st on s.text is null and st.id = s.study_id
+left join sentence_contexts c on c.study_id = s.study_id;
+"""
+SENTENCES_FTS_TABLE_SQL = """
 create virtual table sentences_fts using fts5(text, context, tokenize='porter', content='sentences_in_context');
 insert into sentences_fts (sentences_fts) values ('rebuild');
-
+"""
+SENTENCE_TRIGGERS_SQL = f"""
 create trigger sentences_fts_insert after insert on sentences begin
-  insert into sentences_fts (rowid, text, context) values (new.rowid, new.text,
+  insert into sentences_fts (rowid, text, context) values (new.rowid, {_NEW_TEXT},
     coalesce(new.context, (select context from sentence_contexts where study_id = new.study_id)));
 end;
 create trigger sentences_fts_delete after delete on sentences begin
-  insert into sentences_fts (sentences_fts, rowid, text, context) values ('delete', old.rowid, old.text,
+  insert into sentences_fts (sentences_fts, rowid, text, context) values ('delete', old.rowid, {_OLD_TEXT},
     coalesce(old.context, (select context from sentence_contexts where study_id = old.study_id)));
 end;
 create trigger sentences_fts_update after update on sentences begin
-  insert into sentences_fts (sentences_fts, rowid, text, context) values ('delete', old.rowid, old.text,
+  insert into sentences_fts (sentences_fts, rowid, text, context) values ('delete', old.rowid, {_OLD_TEXT},
     coalesce(old.context, (select context from sentence_contexts where study_id = old.study_id)));
-  insert into sentences_fts (rowid, text, context) values (new.rowid, new.text,
+  insert into sentences_fts (rowid, text, context) values (new.rowid, {_NEW_TEXT},
     coalesce(new.context, (select context from sentence_contexts where study_id = new.study_id)));
 end;
 
@@ -267,23 +294,26 @@ when exists (select 1 from sentence_contexts where study_id = new.study_id) begi
 end;
 create trigger sentence_contexts_fts_insert after insert on sentence_contexts begin
   insert into sentences_fts (sentences_fts, rowid, text, context)
-    select 'delete', rowid, text, null from sentences where study_id = new.study_id and context is null;
+    select 'delete', rowid, text, null from sentences_text where study_id = new.study_id and context is null;
   insert into sentences_fts (rowid, text, context)
-    select rowid, text, new.context from sentences where study_id = new.study_id and context is null;
+    select rowid, text, new.context from sentences_text where study_id = new.study_id and context is null;
 end;
 create trigger sentence_contexts_fts_delete after delete on sentence_contexts begin
   insert into sentences_fts (sentences_fts, rowid, text, context)
-    select 'delete', rowid, text, old.context from sentences where study_id = old.study_id and context is null;
+    select 'delete', rowid, text, old.context from sentences_text where study_id = old.study_id and context is null;
   insert into sentences_fts (rowid, text, context)
-    select rowid, text, null from sentences where study_id = old.study_id and context is null;
+    select rowid, text, null from sentences_text where study_id = old.study_id and context is null;
 end;
 create trigger sentence_contexts_fts_update after update on sentence_contexts begin
   insert into sentences_fts (sentences_fts, rowid, text, context)
-    select 'delete', rowid, text, old.context from sentences where study_id = old.study_id and context is null;
+    select 'delete', rowid, text, old.context from sentences_text where study_id = old.study_id and context is null;
   insert into sentences_fts (rowid, text, context)
-    select rowid, text, new.context from sentences where study_id = new.study_id and context is null;
+    select rowid, text, new.context from sentences_text where study_id = new.study_id and context is null;
 end;
 """
+SENTENCE_TRIGGERS = ("sentences_fts_insert", "sentences_fts_delete", "sentences_fts_update",
+                     "sentence_contexts_no_replace", "sentence_contexts_fts_insert", "sentence_contexts_fts_delete",
+                     "sentence_contexts_fts_update")
 
 
 def create_fts(db: sqlite_utils.Database) -> None:
@@ -440,6 +470,12 @@ def _create_trials(db: sqlite_utils.Database) -> None:
         db["study_trials"].create_index(["nct_id"], if_not_exists=True)
 
 
+# text NULL where the sentence is its study's title or the abstract from text_start (1-based) for
+# text_length characters, as SQLite's substr counts them (sentence_text_sql).
+SENTENCES = {"study_id": str, "position": int, "section": str, "section_kind": str, "text": str, "context": str,
+             "text_start": int, "text_length": int}
+
+
 def _create_sentences(db: sqlite_utils.Database) -> None:
     """Every title and abstract sentence with its section, and each study's context, for claim checking.
 
@@ -448,9 +484,10 @@ def _create_sentences(db: sqlite_utils.Database) -> None:
     """
     if "sentences" not in db.table_names():
         db["sentences"].create(
-            {"study_id": str, "position": int, "section": str, "section_kind": str, "text": str, "context": str},
-            pk=("study_id", "position"), foreign_keys=[("study_id", "studies", "id")],
+            SENTENCES, pk=("study_id", "position"), foreign_keys=[("study_id", "studies", "id")],
         )
+    else:
+        _add_missing_columns(db, "sentences", SENTENCES)
     if "sentence_contexts" not in db.table_names():
         db["sentence_contexts"].create({"study_id": str, "context": str}, pk="study_id",
                                        foreign_keys=[("study_id", "studies", "id")])
@@ -490,13 +527,21 @@ def create_order_triggers(db: sqlite_utils.Database) -> None:
 
 
 def _create_sentences_fts(db: sqlite_utils.Database) -> None:
-    """The sentence index over sentences_in_context; an older kb.db's index (context copied into
-    every sentence row, read from the sentences table) is replaced."""
+    """The sentence index over sentences_in_context. An older kb.db's index (context copied into every
+    sentence row, read from the sentences table) is replaced; one whose views and triggers predate
+    schema 9 (every sentence's text in its row) keeps its index, whose entries are the same, and gets
+    the views and triggers that read text stored once."""
     existing = db.execute("select sql from sqlite_master where name = 'sentences_fts'").fetchone()
-    if existing and "sentences_in_context" in existing[0]:
-        return
-    if existing:
+    if existing and "sentences_in_context" not in existing[0]:
         for trigger in ("sentences_ai", "sentences_ad", "sentences_au"):  # sqlite-utils' names
             db.execute(f"drop trigger if exists [{trigger}]")
         db.execute("drop table sentences_fts")
-    db.conn.executescript(SENTENCES_FTS_SQL)
+        existing = None
+    current = db.execute("select sql from sqlite_master where name = 'sentences_fts_insert'").fetchone()
+    if existing and current and "text_start" in current[0]:
+        return
+    for trigger in SENTENCE_TRIGGERS:
+        db.execute(f"drop trigger if exists [{trigger}]")
+    for view in ("sentences_text", "sentences_in_context"):
+        db.execute(f"drop view if exists [{view}]")
+    db.conn.executescript(SENTENCE_VIEWS_SQL + ("" if existing else SENTENCES_FTS_TABLE_SQL) + SENTENCE_TRIGGERS_SQL)

@@ -133,9 +133,9 @@ class Tagging:
 
     def derive(self, study_id: str, record: dict) -> tuple[dict, dict[str, list[dict]]]:
         result = tag_record(record, self.vocab)
-        sentences = sentence_rows(study_id, result) if self.sentences else None
+        sentences = sentence_rows(study_id, result, record) if self.sentences else None
         # Evidence and findings that are one of these sentences point at it instead of copying it.
-        stored = {row["position"]: row["text"] for row in sentences} if sentences is not None else None
+        stored = {s.index: s.text for s in result.sentences} if sentences is not None else None
         rows = {"study_tags": tag_rows(study_id, result, stored), **finding_rows(study_id, result.sentences, stored)}
         if sentences is not None:
             # The context before the sentences: their index entries read it as they are written.
@@ -166,10 +166,27 @@ def _shortened(text: str, limit: int) -> str:
     return cut[: cut.rfind(" ")] if " " in cut else cut
 
 
-def sentence_rows(study_id: str, result: TagResult) -> list[dict]:
-    """The study's sentences; each reads in the study's context (sentence_contexts), not a copy of it."""
-    return [
-        {"study_id": study_id, "position": s.index, "section": s.section, "section_kind": s.section_kind,
-         "text": s.text}
-        for s in result.sentences
-    ]
+def sentence_rows(study_id: str, result: TagResult, record: dict | None = None) -> list[dict]:
+    """The study's sentences; each reads in the study's context (sentence_contexts), not a copy of it.
+
+    With the ``record`` whose studies row is written alongside, a sentence that is the title, or
+    found in the abstract (in order; the sentence splitter normalises spaces, so not always), stores
+    where it is there (text_start, 1-based, and text_length) and its text NULL: sentences_text reads it back.
+    """
+    title = (record or {}).get("title") or ""
+    abstract = (record or {}).get("abstract") or ""
+    searchable = record is not None and "\x00" not in abstract  # SQLite's text functions stop at a NUL
+    rows, cursor = [], 0
+    for s in result.sentences:
+        row = {"study_id": study_id, "position": s.index, "section": s.section, "section_kind": s.section_kind,
+               "text": s.text, "text_start": None, "text_length": None}
+        if searchable and s.section_kind == "title":
+            if s.text == title and "\x00" not in title:
+                row.update(text=None, text_start=1, text_length=len(title))
+        elif searchable and s.text:
+            at = abstract.find(s.text, cursor)
+            if at >= 0:
+                row.update(text=None, text_start=at + 1, text_length=len(s.text))
+                cursor = at + len(s.text)
+        rows.append(row)
+    return rows
