@@ -53,7 +53,7 @@ def two_inputs(tmp_path, fixtures):
     return old, new
 
 
-@pytest.mark.parametrize("point", ["schema", "written", "before-rename"])
+@pytest.mark.parametrize("point", ["schema", "written", "packed", "before-rename"])
 def test_killed_build_leaves_previous_db_intact(two_inputs, tmp_path, point):
     old, new = two_inputs
     db = tmp_path / "kb.db"

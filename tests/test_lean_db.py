@@ -237,6 +237,10 @@ def test_a_new_kb_db_has_large_pages_and_the_current_version(built):
     try:
         assert conn.execute("pragma page_size").fetchone()[0] == PAGE_SIZE
         assert conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION == 9
+        # Compacted (VACUUM INTO): no free pages, and the copy's temporary files are gone.
+        assert conn.execute("pragma freelist_count").fetchone()[0] == 0
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+        assert not [p.name for p in built.parent.iterdir() if ".tmp-" in p.name]
     finally:
         conn.close()
 

@@ -173,7 +173,7 @@ def build(
         detail = f": {collected.errors[0]}" if collected.errors else ""
         raise BuildError(f"no records could be loaded{detail}")
     started = _now()
-    with atomic_database(target, copy_existing=False, wait=wait) as db, Deriver(derivers) as deriver:
+    with atomic_database(target, copy_existing=False, wait=wait, compact=True) as db, Deriver(derivers) as deriver:
         history = previous_runs(target)  # read under the writer lock: an import finishing now is kept
         create_schema(db, fts=False)
         pause_point("schema")

@@ -20,6 +20,7 @@ SCHEMA_VERSION = 9  # 2: evidence levels, synthesis counts, on_topic; 3: sentenc
 #                        text and read the same through the views, so an older kb.db needs no rewrite.
 #                     9: sentences.text NULL where the sentence is the title or a stretch of the abstract
 #                        (text_start, text_length); sentences_text and sentences_in_context give it back.
+#                        No study_tags (kind) index; a fresh build is compacted (VACUUM INTO).
 
 # A studies row (about 3 kB with its abstract) fills most of a 4 kB page and leaves the rest unused:
 # larger pages hold several rows each (measured in docs/scaling.md, "kb.db size").
@@ -168,7 +169,9 @@ INDEXES = [
     ("study_links", ["ref_type"], False),
     ("authors", ["last_name"], False),
     ("study_tags", ["tag_id", "negated"], False),
-    ("study_tags", ["kind"], False),
+    # No index on study_tags (kind) since schema 9: a kind's rows are found by its tags' ids
+    # (tag_id in (select id from tags where kind = ...), idx_study_tags_tag_id_negated), at 250 bytes
+    # a study less. An older kb.db keeps its own.
     # No index on findings (outcome, direction) since schema 8: nothing selects findings by outcome (the study
     # page reads them by study), and it cost 126 bytes a study. An older kb.db keeps its own.
     ("finding_quantities", ["type"], False),
@@ -235,7 +238,7 @@ from study_tags st
 join tags t on t.id = st.tag_id
 join studies s on s.id = st.study_id
 {_SENTENCE_OF.format(alias="st", column="evidence")}
-where st.kind = '{{kind}}'
+where st.tag_id in (select id from tags where kind = '{{kind}}')
 """
 
 FTS_COLUMNS = ["title", "abstract"]
