@@ -245,10 +245,12 @@ def patched_metadata(metadata: dict) -> dict:
 
 
 def original_metadata(metadata: dict) -> dict:
-    """metadata.yml with any tags facet back on Datasette's array facet (the site before issue 18)."""
+    """metadata.yml with any tags facet back on Datasette's array facet and any counted facet on its
+    column facet (the site before issue 18)."""
     original = copy.deepcopy(metadata)
     studies = original["databases"]["kb"]["tables"]["studies"]
-    studies["facets"] = [{"array": f["tags"]} if isinstance(f, dict) and "tags" in f else f
+    studies["facets"] = [{"array": f["tags"]} if isinstance(f, dict) and "tags" in f
+                         else f["counted"] if isinstance(f, dict) and "counted" in f else f
                          for f in studies["facets"]]
     return original
 

@@ -241,7 +241,8 @@ def test_site_metadata_attributions_and_defaults():
         assert url in html
     studies = METADATA["databases"]["kb"]["tables"]["studies"]
     arrays = {f.get("tags") or f.get("array") for f in studies["facets"] if isinstance(f, dict)} - {None}
-    assert {"designs", "drugs", "indications", "side_effects", "routes"} <= arrays and "year" in studies["facets"]
+    assert {"designs", "drugs", "indications", "side_effects", "routes"} <= arrays
+    assert {"counted": "year"} in studies["facets"]
     assert {"ordered": "evidence_level_label"} in studies["facets"]
     assert studies["fts_table"] == "studies_fts" and studies["label_column"] == "title"
     assert METADATA["databases"]["kb"]["tables"]["trials"]["label_column"] == "title"

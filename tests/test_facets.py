@@ -1,8 +1,10 @@
-"""The ``tags`` facet (plugins/tag_facets.py) counts and links exactly as Datasette's array facet.
+"""The ``tags`` facet (plugins/tag_facets.py) counts and links exactly as Datasette's array facet,
+and the ``counted`` facet as its column facet.
 
 Both run on the same fixture kb.db, side by side: the site's metadata as it is, and the same
-metadata with the studies table's array facets switched to ``tags`` (the change issue 18 asks of
-metadata.yml; when metadata.yml has it already, the two are the same).
+metadata with the studies table's array facets switched to ``tags`` and its counted facets back to
+column facets (the change issue 18 asks of metadata.yml; when metadata.yml has it already, the
+patched metadata is the site's own).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def comparable(facet: dict) -> dict:
 
 def test_metadata_patch_switches_the_array_facets_only():
     patched = patched_metadata(METADATA)["databases"]["kb"]["tables"]["studies"]["facets"]
-    assert "year" in patched and {"ordered": "evidence_level_label"} in patched
+    assert {"counted": "year"} in patched and {"ordered": "evidence_level_label"} in patched
     names = [f["tags"] for f in patched if isinstance(f, dict) and "tags" in f]
     assert {"designs", "drugs", "indications", "side_effects", "routes"} <= set(names)
     assert not [f for f in patched if isinstance(f, dict) and "array" in f]
@@ -87,8 +89,9 @@ def test_counts_and_links_equal_the_array_facet(array_site, tags_site, query):
     for name in arrays:
         assert ours[name]["type"] == "tags"
         assert comparable(ours[name]) == comparable(reference[name]), name
-    for name in set(reference) - set(arrays):  # year, evidence level: untouched
-        assert ours[name] == reference[name]
+    for name in set(reference) - set(arrays):  # year, journal, open access: the column facet's counts and links
+        assert {**ours[name], "toggle_url": None} == {**reference[name], "toggle_url": None}, name
+    assert {"year", "journal", "is_open_access", "evidence_level_label"} <= set(reference) - set(arrays)
 
 
 def test_counts_are_the_rows_the_filter_selects(tags_site, kb):
@@ -170,7 +173,7 @@ def test_counts_are_kept_for_an_immutable_database(kb, monkeypatch):
     original = Database.execute
 
     async def counting(self, sql, *args, **kwargs):
-        if sql.startswith("with f as materialized"):
+        if sql.startswith("with f as materialized") or "count(*) as count from (" in sql:
             calls.append(sql)
         return await original(self, sql, *args, **kwargs)
 
@@ -178,25 +181,36 @@ def test_counts_are_kept_for_an_immutable_database(kb, monkeypatch):
     assert facets(ds, "on_topic=1&indications__arraycontains=trd") == first
     assert calls == []
     facets(ds, "on_topic=1&indications__arraycontains=mdd")
-    assert len(calls) == 1  # one query for every tags facet of the page
+    # One query for every tags facet of the page, one for its counted (column) facets, one for the
+    # evidence level's ordered facet; none of Datasette's one-query-per-column facet SQL.
+    assert len(calls) == 3 and all(sql.startswith("with f as materialized") for sql in calls)
+    assert sum("journal as c" in sql and "year as c" in sql for sql in calls) == 1
 
 
-def test_a_count_that_runs_out_of_time_is_reported_timed_out(kb, monkeypatch):
+TAGS = {"designs", "drugs", "indications", "side_effects", "routes"}
+COUNTED = {"year", "journal", "is_open_access"}
+
+
+@pytest.mark.parametrize(("marker", "lost", "kept"), [
+    ("json_each", TAGS, COUNTED),  # the tags facets' query
+    ("year as c", COUNTED, TAGS),  # the counted (column) facets' query
+])
+def test_a_count_that_runs_out_of_time_is_reported_timed_out(kb, monkeypatch, marker, lost, kept):
     ds = site(kb, patched_metadata(METADATA))
     original = Database.execute
 
     async def interrupted(self, sql, *args, **kwargs):
-        if sql.startswith("with f as materialized"):
+        if sql.startswith("with f as materialized") and marker in sql:
             raise QueryInterrupted(sqlite3.OperationalError("interrupted"), sql, {})
         return await original(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(Database, "execute", interrupted)
-    shown = get(ds, "/kb/studies.json?on_topic=1").json()["facet_results"]
-    assert "year" in shown and not {"designs", "drugs", "indications", "side_effects", "routes"} & set(shown)
+    data = get(ds, "/kb/studies.json?on_topic=1").json()
+    assert kept <= set(data["facet_results"]) and not lost & set(data["facet_results"]) and data["rows"]
     page = get(ds, "/kb/studies?on_topic=1")
     assert page.status_code == 200
     timed_out = page.text.split('class="facets-timed-out">These facets timed out: ', 1)[1].split("</p>", 1)[0]
-    assert {"designs", "drugs", "indications", "side_effects", "routes"} <= set(timed_out.split(", "))
+    assert lost <= set(timed_out.split(", ")) and not kept & set(timed_out.split(", "))
 
 
 def test_counts_sql_reads_each_row_once():
@@ -238,10 +252,11 @@ def test_the_default_studies_page_sorts_no_rows_and_counts_from_the_tag_index(kb
     steps = plan(kb, *main[0])
     assert not [s for s in steps if "TEMP B-TREE" in s], steps  # year order from an index: no row is sorted
     counts = [(sql, p) for sql, p in statements if sql.startswith("with f as materialized")]
-    assert len(counts) == 1
-    steps = plan(kb, *counts[0])
-    assert any("COVERING INDEX idx_studies_tag_columns" in s for s in steps), steps
-    assert not [s for s in steps if s.startswith("SCAN studies") and "COVERING" not in s], steps
+    assert len(counts) == 3  # the tags facets, the counted (column) facets, the ordered facet
+    for count in counts:
+        steps = plan(kb, *count)
+        assert any("COVERING INDEX idx_studies_tag_columns" in s for s in steps), steps
+        assert not [s for s in steps if s.startswith("SCAN studies") and "COVERING" not in s], steps
 
 
 def test_a_column_that_cannot_be_counted_is_left_out(tags_site):

@@ -15,7 +15,6 @@ import urllib.parse
 from functools import lru_cache
 
 from datasette import hookimpl
-from datasette.facets import ColumnFacet
 from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
 
@@ -634,24 +633,3 @@ def asgi_wrapper(datasette):
     return wrap
 
 
-# --------------------------------------------------------------------------- facets
-
-
-class OrderedFacet(ColumnFacet):
-    """A column facet listed in the column's order, not by count (evidence levels: 1 first)."""
-
-    type = "ordered"
-
-    async def suggest(self):
-        return []
-
-    async def facet_results(self):
-        results, timed_out = await super().facet_results()
-        for facet in results:
-            facet["results"].sort(key=lambda item: (item["value"] is None, str(item["value"])))
-        return results, timed_out
-
-
-@hookimpl
-def register_facet_classes():
-    return [OrderedFacet]
