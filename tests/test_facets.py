@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -20,6 +21,8 @@ from bench_scale import original_metadata, patched_metadata
 from datasette.app import Datasette
 from datasette.database import Database, QueryInterrupted
 from test_datasette_pages import METADATA, PLUGINS, TEMPLATES, build_site_kb, load_plugin
+
+from ingest.site import similar
 
 # The studies page as users reach it: on-topic by default, every record, filtered, searched, both.
 VIEWS = [
@@ -205,9 +208,10 @@ def test_a_count_that_runs_out_of_time_is_reported_timed_out(kb, monkeypatch, ma
         return await original(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(Database, "execute", interrupted)
-    data = get(ds, "/kb/studies.json?on_topic=1").json()
+    view = "on_topic=1&_search=ketamine"  # filtered: counted on the page (the unfiltered view's are kb.db's)
+    data = get(ds, f"/kb/studies.json?{view}").json()
     assert kept <= set(data["facet_results"]) and not lost & set(data["facet_results"]) and data["rows"]
-    page = get(ds, "/kb/studies?on_topic=1")
+    page = get(ds, f"/kb/studies?{view}")
     assert page.status_code == 200
     timed_out = page.text.split('class="facets-timed-out">These facets timed out: ', 1)[1].split("</p>", 1)[0]
     assert lost <= set(timed_out.split(", ")) and not kept & set(timed_out.split(", "))
@@ -251,6 +255,9 @@ def test_the_default_studies_page_sorts_no_rows_and_counts_from_the_tag_index(kb
     assert len(main) == 1, [s for s, _ in statements]
     steps = plan(kb, *main[0])
     assert not [s for s in steps if "TEMP B-TREE" in s], steps  # year order from an index: no row is sorted
+    # Its facets are kb.db's precomputed counts; a filtered view's are counted from the tag index.
+    assert not [sql for sql, _ in statements if sql.startswith("with f as materialized")]
+    statements = executed_sql(ds, "/kb/studies?on_topic=1&designs__arraycontains=rct", monkeypatch)
     counts = [(sql, p) for sql, p in statements if sql.startswith("with f as materialized")]
     assert len(counts) == 3  # the tags facets, the counted (column) facets, the ordered facet
     for count in counts:
@@ -266,3 +273,46 @@ def test_a_column_that_cannot_be_counted_is_left_out(tags_site):
         shown = response.json()["facet_results"]
         assert {"designs", "drugs", "year"} <= set(shown) and "title" not in shown and "nosuchcolumn" not in shown
         assert ("mesh_terms" in shown) == ("mesh_terms" in query)
+
+
+# --------------------------------------------------------------------------- precomputed counts
+
+
+@pytest.fixture(scope="module")
+def kb_without_counts(kb, tmp_path_factory) -> Path:
+    """The same kb.db without facet_counts: every page counted from the studies."""
+    copy = tmp_path_factory.mktemp("no_counts") / "kb.db"
+    shutil.copyfile(kb, copy)
+    conn = sqlite3.connect(copy)
+    with conn:
+        conn.execute("drop table facet_counts")
+        conn.execute("drop table facet_columns")
+    conn.close()
+    return copy
+
+
+@pytest.mark.parametrize("query", ["on_topic=1", "_offtopic=1", "on_topic=1&_facet_size=2", "on_topic=1&_sort=title",
+                                   "on_topic=1&designs__arraycontains=rct", "on_topic=1&_search=dissociation"])
+def test_unfiltered_views_read_the_precomputed_counts_and_equal_counting(kb, kb_without_counts, monkeypatch, query):
+    counted = facets(site(kb_without_counts, METADATA), query)
+    statements = [sql for sql, _ in executed_sql(site(kb, METADATA), f"/kb/studies.json?{query}", monkeypatch)]
+    precomputed = facets(site(kb, METADATA), query)
+    assert precomputed == counted and {"designs", "year", "evidence_level_label"} <= set(counted)
+    live = [sql for sql in statements if sql.startswith("with f as materialized")]
+    unfiltered = query.split("&")[0] in ("on_topic=1", "_offtopic=1") and "__" not in query and "_search" not in query
+    assert (live == []) == unfiltered, live
+    assert any("from facet_counts" in sql for sql in statements) == unfiltered
+
+
+def test_similar_studies_weigh_tags_by_the_precomputed_counts(kb, kb_without_counts):
+    results = []
+    for db in (kb, kb_without_counts):
+        conn = sqlite3.connect(db)
+        stats = similar.TagStats()
+        ids = [r[0] for r in conn.execute("select id from studies where on_topic = 1 order by id limit 6")]
+        found = [s for i in ids for s in similar.by_tags(conn, i, stats)]
+        results.append([(s.study_id, round(s.score, 9), s.shared) for s in found])
+        results.append(stats.load(conn))
+        conn.close()
+    assert results[0] == results[2] and results[0]
+    assert results[1] == results[3]

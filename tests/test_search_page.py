@@ -14,12 +14,14 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
 import pytest
+import sqlite_utils
 from conftest import require_module
 from datasette.app import Datasette
 from lxml import etree
 from test_browser import browser, playwright_api, watched_page  # noqa: F401 (fixtures)
 from test_datasette_pages import METADATA, OFF_TOPIC, PLUGINS, TEMPLATES, Served, build_site_kb, get
 
+from ingest.db.aggregates import refresh_facet_counts
 from ingest.site import search, similar
 
 HOSTILE = '<script>alert("q")</script>'
@@ -43,6 +45,7 @@ def rich_kb(tmp_path_factory) -> Path:
     conn.commit()
     ids = [r[0] for r in conn.execute("select id from studies order by id")]
     conn.close()
+    refresh_facet_counts(sqlite_utils.Database(db))  # as kb's own writers do after changing studies
     directions = {"39000001": [1, 0, 0, 0], "36000004": [0.95, 0.3, 0, 0], "99000002": [0, 1, 0, 0],
                   "17000002": [0, 0, 1, 0], "2345678": [0, 0, 0, 1], "99000001": [0, 0.7, 0.7, 0],
                   OFF_TOPIC: [0.99, 0.1, 0, 0]}  # nearest of all, but off topic: never offered

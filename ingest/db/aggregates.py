@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from .schema import DASHBOARD_COUNTS_SQL
+from .schema import DASHBOARD_COUNTS_SQL, FACET_COLUMNS_SQL, FACET_COUNTS_SQL, TAG_COLUMNS
 
 # The human trials whose side effects the dashboard counts: randomised, non-randomised or single-arm.
 TRIAL_DESIGNS = ("rct", "nonrandomised_trial", "single_arm_trial")
@@ -70,3 +70,35 @@ def refresh_dashboard_counts(db: sqlite_utils.Database) -> int:
             db.execute(f"insert into dashboard_counts (chart, year, drug, value, finding, studies) "
                        f"{_STUDY_DRUGS} {sql}")
     return db.execute("select count(*) from dashboard_counts").fetchone()[0]
+
+
+# The facet counts of the studies page with no filter (plugins/tag_facets.py reads them): its JSON
+# array columns (each study once per value, as the array facet counts) and its plain columns (NULL
+# left out, as the column facet counts).
+FACET_SCOPES = {"on_topic": "where s.on_topic = 1", "all": ""}
+ARRAY_FACETS = (*TAG_COLUMNS.values(), "side_effects_absent", "languages")
+VALUE_FACETS = ("year", "journal", "is_open_access", "evidence_level_label")
+
+
+def refresh_facet_counts(db: sqlite_utils.Database) -> int:
+    """Count the studies page's unfiltered facets afresh; returns the rows written."""
+    columns = set(db["studies"].columns_dict)
+    with db.atomic():
+        db.execute(FACET_COUNTS_SQL)
+        db.execute(FACET_COLUMNS_SQL)
+        db.execute("delete from facet_counts")
+        db.execute("delete from facet_columns")
+        for scope, where in FACET_SCOPES.items():
+            for column in (c for c in ARRAY_FACETS if c in columns):
+                db.execute("insert into facet_counts (scope, facet, value, studies) "
+                           f"select ?, ?, j.value, count(distinct s.rowid) from studies s, json_each(s.[{column}]) j "
+                           f"{where} group by j.value", [scope, column])
+            for column in (c for c in VALUE_FACETS if c in columns):
+                db.execute("insert into facet_counts (scope, facet, value, studies) "
+                           f"select ?, ?, s.[{column}], count(*) from studies s "
+                           f"{where} {'and' if where else 'where'} s.[{column}] is not null group by s.[{column}]",
+                           [scope, column])
+            for column in (c for c in (*ARRAY_FACETS, *VALUE_FACETS) if c in columns):
+                db.execute("insert into facet_columns (scope, facet, distinct_values) select ?, ?, count(*) "
+                           "from facet_counts where scope = ? and facet = ?", [scope, column, scope, column])
+    return db.execute("select count(*) from facet_counts").fetchone()[0]

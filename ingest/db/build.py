@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ..sources.formats import SOURCES
-from .aggregates import refresh_dashboard_counts
+from .aggregates import refresh_dashboard_counts, refresh_facet_counts
 from .atomic import DEFAULT_LOCK_WAIT, BuildError, atomic_database, pause_point
 from .collect import Collected, collect_dir
 from .derive import Deriver, default_derivers
@@ -187,6 +187,7 @@ def build(
         create_fts(db)
         refresh_term_docs(db)
         refresh_dashboard_counts(db)
+        refresh_facet_counts(db)
         for hook in after_write or []:
             hook(db, collected.records)
         stats = _record_run(
@@ -266,6 +267,7 @@ def import_into(
         link_studies_to_trials(db)
         refresh_term_docs(db)
         refresh_dashboard_counts(db)
+        refresh_facet_counts(db)
         for hook in after_write or []:
             hook(db, touched)
         stats = _record_run(

@@ -20,7 +20,8 @@ SCHEMA_VERSION = 9  # 2: evidence levels, synthesis counts, on_topic; 3: sentenc
 #                        text and read the same through the views, so an older kb.db needs no rewrite.
 #                     9: sentences.text NULL where the sentence is the title or a stretch of the abstract
 #                        (text_start, text_length); sentences_text and sentences_in_context give it back.
-#                        No study_tags (kind) index; a fresh build is compacted (VACUUM INTO).
+#                        No study_tags (kind) index; a fresh build is compacted (VACUUM INTO);
+#                        facet_counts and facet_columns.
 
 # A studies row (about 3 kB with its abstract) fills most of a 4 kB page and leaves the rest unused:
 # larger pages hold several rows each (measured in docs/scaling.md, "kb.db size").
@@ -403,6 +404,8 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     _create_sentences(db)
     db.execute(KB_ORDER_SQL)
     db.execute(DASHBOARD_COUNTS_SQL)
+    db.execute(FACET_COUNTS_SQL)
+    db.execute(FACET_COLUMNS_SQL)
 
     # replace: an older kb.db's views are made again where their SQL changed (schema 8)
     for kind in TAG_COLUMNS:
@@ -511,6 +514,24 @@ create table if not exists dashboard_counts (
   chart text not null, year integer not null, drug text not null, value text not null,
   finding text not null, studies integer not null,
   primary key (chart, year, drug, value, finding)
+) without rowid
+"""
+# The studies page's facet counts with no filter (scope 'on_topic': the on-topic studies, the page's
+# default; 'all': every study), by facet (a studies column) and value, filled by db/aggregates.py
+# whenever studies are written: the facets of those two views, and the similar-studies tag weights,
+# read these rows instead of counting every study. value: as the column holds it (no type affinity).
+FACET_COUNTS_SQL = """
+create table if not exists facet_counts (
+  scope text not null, facet text not null, value not null, studies integer not null,
+  primary key (scope, facet, value)
+) without rowid
+"""
+# Which facets facet_counts holds, per scope, with their distinct values: a facet counted with no
+# values at all (no study has one) is known counted, not missing.
+FACET_COLUMNS_SQL = """
+create table if not exists facet_columns (
+  scope text not null, facet text not null, distinct_values integer not null,
+  primary key (scope, facet)
 ) without rowid
 """
 # SQLite gives a new row max(rowid) + 1: inside the sorted prefix only once the rows at its top were

@@ -28,6 +28,7 @@ reported timed out, as Datasette reports a facet that ran out of time.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -104,6 +105,45 @@ async def _labels(db) -> dict[str, str]:
     return db.__dict__[_LABELS_KEY]
 
 
+# The studies page's SQL with no filter but the default on-topic one (scope 'on_topic') or none at all
+# ('all'): the views whose counts kb.db holds in facet_counts (db/aggregates.py).
+_UNFILTERED = re.compile(r'select [^()]* from studies (?P<on_topic>where "on_topic" = :p0 )?')
+_PRECOMPUTED_KEY = "_kb_precomputed_facets"
+
+
+def unfiltered_scope(table: str | None, sql: str, params) -> str | None:
+    """'on_topic' or 'all' when ``sql`` is the studies page with no filter, else None."""
+    match = _UNFILTERED.fullmatch(sql) if table == "studies" else None
+    if not match:
+        return None
+    if match.group("on_topic"):
+        return "on_topic" if isinstance(params, dict) and params == {"p0": "1"} else None
+    return "all" if not params else None
+
+
+async def _precomputed(db, facet, columns: list[str], limit: int) -> dict[str, list[tuple]] | None:
+    """The columns' counts from facet_counts, when the page is unfiltered and kb.db has them all."""
+    scope = unfiltered_scope(facet.table, facet.sql, facet.params)
+    if scope is None or db.is_mutable:
+        return None
+    if _PRECOMPUTED_KEY not in db.__dict__:  # which (scope, facet) kb.db counted, read once
+        counted = set()
+        if {"facet_counts", "facet_columns"} <= set(await db.table_names()):
+            counted = {(r[0], r[1]) for r in (await db.execute("select scope, facet from facet_columns")).rows}
+        db.__dict__[_PRECOMPUTED_KEY] = counted
+    if not all((scope, column) in db.__dict__[_PRECOMPUTED_KEY] for column in columns):
+        return None
+    marks = ", ".join("?" for _ in columns)
+    rows = await db.execute(
+        "select facet, value, studies from (select facet, value, studies, row_number() over "
+        "(partition by facet order by studies desc, value) as n from facet_counts "
+        f"where scope = ? and facet in ({marks})) where n <= ? order by facet, n", [scope, *columns, limit])
+    out = {column: [] for column in columns}
+    for row in rows.rows:
+        out[row["facet"]].append((row["value"], row["studies"]))
+    return out
+
+
 class OneQueryCounts:
     """Counting every column of a page's facets of one type in one query, kept per database (mixed
     into a Datasette facet class, whose ``sql``, ``params`` and configs it reads)."""
@@ -121,7 +161,10 @@ class OneQueryCounts:
         key = (self.type, self.sql, tuple(sorted((str(k), repr(v)) for k, v in params.items())), tuple(columns),
                limit)
         found = _cached(cache, key)
+        if found is None:
+            found = await _precomputed(db, self, columns, limit)
         if found is not None:
+            _remember(cache, key, found)
             return found
         budget = (self.ds.setting("facet_time_limit_ms") or 0) * len(columns) or None
         try:
