@@ -171,7 +171,9 @@ def test_duplicates_nulls_and_types_count_as_the_array_facet_does(tmp_path):
 
 def test_counts_are_kept_for_an_immutable_database(kb, monkeypatch):
     ds = site(kb, patched_metadata(METADATA))
-    first = facets(ds, "on_topic=1&indications__arraycontains=trd")
+    # Two filters: counted from the rows (one filter's counts are kb.db's, facet_pair_counts)
+    trd, mdd = ("on_topic=1&drugs__arraycontains=ketamine&indications__arraycontains=" + i for i in ("trd", "mdd"))
+    first = facets(ds, trd)
     calls = []
     original = Database.execute
 
@@ -181,9 +183,9 @@ def test_counts_are_kept_for_an_immutable_database(kb, monkeypatch):
         return await original(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(Database, "execute", counting)
-    assert facets(ds, "on_topic=1&indications__arraycontains=trd") == first
+    assert facets(ds, trd) == first
     assert calls == []
-    facets(ds, "on_topic=1&indications__arraycontains=mdd")
+    facets(ds, mdd)
     # One query for every tags facet of the page, one for its counted (column) facets, one for the
     # evidence level's ordered facet; none of Datasette's one-query-per-column facet SQL.
     assert len(calls) == 3 and all(sql.startswith("with f as materialized") for sql in calls)
@@ -255,9 +257,10 @@ def test_the_default_studies_page_sorts_no_rows_and_counts_from_the_tag_index(kb
     assert len(main) == 1, [s for s, _ in statements]
     steps = plan(kb, *main[0])
     assert not [s for s in steps if "TEMP B-TREE" in s], steps  # year order from an index: no row is sorted
-    # Its facets are kb.db's precomputed counts; a filtered view's are counted from the tag index.
+    # Its facets are kb.db's precomputed counts; a view filtered twice has them counted from the tag index.
     assert not [sql for sql, _ in statements if sql.startswith("with f as materialized")]
-    statements = executed_sql(ds, "/kb/studies?on_topic=1&designs__arraycontains=rct", monkeypatch)
+    statements = executed_sql(ds, "/kb/studies?on_topic=1&designs__arraycontains=rct&drugs__arraycontains=ketamine",
+                              monkeypatch)
     counts = [(sql, p) for sql, p in statements if sql.startswith("with f as materialized")]
     assert len(counts) == 3  # the tags facets, the counted (column) facets, the ordered facet
     for count in counts:
@@ -287,21 +290,74 @@ def kb_without_counts(kb, tmp_path_factory) -> Path:
     with conn:
         conn.execute("drop table facet_counts")
         conn.execute("drop table facet_columns")
+        conn.execute("drop table facet_pair_counts")
     conn.close()
     return copy
 
 
-@pytest.mark.parametrize("query", ["on_topic=1", "_offtopic=1", "on_topic=1&_facet_size=2", "on_topic=1&_sort=title",
-                                   "on_topic=1&designs__arraycontains=rct", "on_topic=1&_search=dissociation"])
-def test_unfiltered_views_read_the_precomputed_counts_and_equal_counting(kb, kb_without_counts, monkeypatch, query):
+def common_values(kb: Path) -> dict[str, object]:
+    """The fixture's most frequent on-topic design, indication, year, evidence level and language."""
+    conn = sqlite3.connect(kb)
+    try:
+        top = {column: conn.execute(f"select j.value from studies s, json_each(s.{column}) j where s.on_topic = 1 "
+                                    "group by j.value order by count(*) desc, j.value limit 1").fetchone()[0]
+               for column in ("designs", "indications", "languages")}
+        for column in ("year", "evidence_level_label"):
+            top[column] = conn.execute(f"select {column} from studies where on_topic = 1 and {column} is not null "
+                                       f"group by {column} order by count(*) desc limit 1").fetchone()[0]
+        return top
+    finally:
+        conn.close()
+
+
+# Where each view's facet counts come from: kb.db's counts of the unfiltered page (facet_counts), of
+# the page filtered on one value (facet_pair_counts), or the rows (live).
+SOURCES = [
+    ("on_topic=1", "facet_counts"),
+    ("_offtopic=1", "facet_counts"),
+    ("on_topic=1&_facet_size=2", "facet_counts"),
+    ("on_topic=1&_sort=title", "facet_counts"),
+    ("on_topic=1&designs__arraycontains={designs}", "facet_pair_counts"),
+    ("on_topic=1&indications__arraycontains={indications}", "facet_pair_counts"),
+    ("on_topic=1&languages__arraycontains={languages}&_facet_size=3", "facet_pair_counts"),
+    ("on_topic=1&year={year}", "facet_pair_counts"),
+    ("on_topic=1&evidence_level_label={evidence_level_label}&_sort=title", "facet_pair_counts"),
+    ("on_topic=1&designs__arraycontains=nosuchdesign", "live"),  # no study has it
+    ("on_topic=1&year={year}&designs__arraycontains={designs}", "live"),  # two filters
+    ("_offtopic=1&designs__arraycontains={designs}", "live"),  # every study, filtered: not kept
+    ("on_topic=1&designs__arraycontains={designs}&_facet_size=60", "live"),  # more values than kept
+    ("on_topic=1&year__gte={year}", "live"),
+    ("on_topic=1&_search=dissociation", "live"),
+]
+
+
+@pytest.mark.parametrize(("query", "source"), SOURCES)
+def test_views_read_the_precomputed_counts_and_equal_counting(kb, kb_without_counts, monkeypatch, query, source):
+    query = query.format(**common_values(kb))
     counted = facets(site(kb_without_counts, METADATA), query)
     statements = [sql for sql, _ in executed_sql(site(kb, METADATA), f"/kb/studies.json?{query}", monkeypatch)]
     precomputed = facets(site(kb, METADATA), query)
     assert precomputed == counted and {"designs", "year", "evidence_level_label"} <= set(counted)
     live = [sql for sql in statements if sql.startswith("with f as materialized")]
-    unfiltered = query.split("&")[0] in ("on_topic=1", "_offtopic=1") and "__" not in query and "_search" not in query
-    assert (live == []) == unfiltered, live
-    assert any("from facet_counts" in sql for sql in statements) == unfiltered
+    assert (live != []) == (source == "live"), live
+    read = {table for table in ("facet_counts", "facet_pair_counts")
+            if any(f"from {table} " in sql for sql in statements)}
+    assert read == {source} or source == "live", read
+
+
+def test_one_filter_counts_keep_the_top_values_of_each_facet(kb):
+    conn = sqlite3.connect(kb)
+    kept = conn.execute("select max(rank), count(distinct filter_facet) from facet_pair_counts").fetchone()
+    # every value's studies, recounted from the rows: the stored counts and ranks are theirs
+    design = common_values(kb)["designs"]
+    stored = conn.execute("select value, studies, rank from facet_pair_counts where filter_facet = 'designs' "
+                          "and filter_value = ? and facet = 'indications' order by rank", [design]).fetchall()
+    direct = conn.execute("select j.value, count(distinct s.rowid) as n from studies s, json_each(s.indications) j "
+                          "where s.on_topic = 1 and ? in (select value from json_each(s.designs)) "
+                          "group by j.value order by n desc, j.value", [design]).fetchall()
+    conn.close()
+    assert kept[0] <= 51 and kept[1] >= 8
+    assert [(v, n) for v, n, _ in stored] == direct[:51] and [r for *_, r in stored] == list(range(1, len(stored) + 1))
 
 
 def test_similar_studies_weigh_tags_by_the_precomputed_counts(kb, kb_without_counts):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from .schema import DASHBOARD_COUNTS_SQL, FACET_COLUMNS_SQL, FACET_COUNTS_SQL, TAG_COLUMNS
+from .schema import DASHBOARD_COUNTS_SQL, FACET_COLUMNS_SQL, FACET_COUNTS_SQL, FACET_PAIR_COUNTS_SQL, TAG_COLUMNS
 
 # The human trials whose side effects the dashboard counts: randomised, non-randomised or single-arm.
 TRIAL_DESIGNS = ("rct", "nonrandomised_trial", "single_arm_trial")
@@ -78,27 +78,62 @@ def refresh_dashboard_counts(db: sqlite_utils.Database) -> int:
 FACET_SCOPES = {"on_topic": "where s.on_topic = 1", "all": ""}
 ARRAY_FACETS = (*TAG_COLUMNS.values(), "side_effects_absent", "languages")
 VALUE_FACETS = ("year", "journal", "is_open_access", "evidence_level_label")
+# The facets whose values the on-topic page is also counted filtered on, one value at a time (the
+# link a facet value is): a journal is left out, thousands of them would each need their counts.
+PAIR_FILTERS = (*ARRAY_FACETS, "year", "is_open_access", "evidence_level_label")
+PAIR_VALUES = 51  # the top values kept per filter and facet: Datasette's facet size up to 50, plus one
 
 
 def refresh_facet_counts(db: sqlite_utils.Database) -> int:
-    """Count the studies page's unfiltered facets afresh; returns the rows written."""
+    """Count the studies page's unfiltered and one-filter facets afresh; returns the rows written."""
     columns = set(db["studies"].columns_dict)
+    arrays = [c for c in ARRAY_FACETS if c in columns]
+    values = [c for c in VALUE_FACETS if c in columns]
     with db.atomic():
-        db.execute(FACET_COUNTS_SQL)
-        db.execute(FACET_COLUMNS_SQL)
-        db.execute("delete from facet_counts")
-        db.execute("delete from facet_columns")
+        for table in ("facet_counts", "facet_columns", "facet_pair_counts"):  # derived: made afresh
+            db.execute(f"drop table if exists {table}")
+        for sql in (FACET_COUNTS_SQL, FACET_COLUMNS_SQL, FACET_PAIR_COUNTS_SQL):
+            db.execute(sql)
         for scope, where in FACET_SCOPES.items():
-            for column in (c for c in ARRAY_FACETS if c in columns):
+            for column in arrays:
                 db.execute("insert into facet_counts (scope, facet, value, studies) "
                            f"select ?, ?, j.value, count(distinct s.rowid) from studies s, json_each(s.[{column}]) j "
                            f"{where} group by j.value", [scope, column])
-            for column in (c for c in VALUE_FACETS if c in columns):
+            for column in values:
                 db.execute("insert into facet_counts (scope, facet, value, studies) "
                            f"select ?, ?, s.[{column}], count(*) from studies s "
                            f"{where} {'and' if where else 'where'} s.[{column}] is not null group by s.[{column}]",
                            [scope, column])
-            for column in (c for c in (*ARRAY_FACETS, *VALUE_FACETS) if c in columns):
-                db.execute("insert into facet_columns (scope, facet, distinct_values) select ?, ?, count(*) "
-                           "from facet_counts where scope = ? and facet = ?", [scope, column, scope, column])
-    return db.execute("select count(*) from facet_counts").fetchone()[0]
+            for column in (*arrays, *values):
+                top = PAIR_VALUES if scope == "on_topic" and column in PAIR_FILTERS else None
+                db.execute("insert into facet_columns (scope, facet, is_array, distinct_values, filtered_top) "
+                           "select ?, ?, ?, count(*), ? from facet_counts where scope = ? and facet = ?",
+                           [scope, column, int(column in arrays), top, scope, column])
+        _count_pairs(db, arrays, values)
+    return db.execute("select (select count(*) from facet_counts) + (select count(*) from facet_pair_counts)"
+                      ).fetchone()[0]
+
+
+def _count_pairs(db: sqlite_utils.Database, arrays: list[str], values: list[str]) -> None:
+    """facet_pair_counts: every on-topic study's (facet, value) pairs, each filter value's studies
+    counted by the other values they have."""
+    db.execute("create temp table facet_values (r integer not null, facet text not null, value not null, "
+               "primary key (r, facet, value)) without rowid")
+    for column in arrays:  # or ignore: a value twice in one array counts its study once
+        db.execute("insert or ignore into temp.facet_values select s.rowid, ?, j.value "
+                   f"from studies s, json_each(s.[{column}]) j where s.on_topic = 1", [column])
+    for column in values:
+        db.execute(f"insert into temp.facet_values select s.rowid, ?, s.[{column}] from studies s "
+                   f"where s.on_topic = 1 and s.[{column}] is not null", [column])
+    filters = [c for c in PAIR_FILTERS if c in (*arrays, *values)]
+    marks = ", ".join("?" for _ in filters)
+    db.execute(
+        "insert into facet_pair_counts (filter_facet, filter_value, facet, rank, value, studies) "
+        "select filter_facet, filter_value, facet, rank, value, studies from ("
+        "  select filter_facet, filter_value, facet, value, studies, row_number() over "
+        "    (partition by filter_facet, filter_value, facet order by studies desc, value) as rank from ("
+        "    select a.facet as filter_facet, a.value as filter_value, b.facet, b.value, count(*) as studies "
+        "    from temp.facet_values a join temp.facet_values b on b.r = a.r "
+        f"    where a.facet in ({marks}) group by a.facet, a.value, b.facet, b.value)"
+        ") where rank <= ?", [*filters, PAIR_VALUES])
+    db.execute("drop table temp.facet_values")

@@ -21,7 +21,7 @@ SCHEMA_VERSION = 9  # 2: evidence levels, synthesis counts, on_topic; 3: sentenc
 #                     9: sentences.text NULL where the sentence is the title or a stretch of the abstract
 #                        (text_start, text_length); sentences_text and sentences_in_context give it back.
 #                        No study_tags (kind) index; a fresh build is compacted (VACUUM INTO);
-#                        facet_counts and facet_columns.
+#                        facet_counts, facet_columns and facet_pair_counts.
 
 # A studies row (about 3 kB with its abstract) fills most of a 4 kB page and leaves the rest unused:
 # larger pages hold several rows each (measured in docs/scaling.md, "kb.db size").
@@ -406,6 +406,7 @@ def create_schema(db: sqlite_utils.Database, fts: bool = True) -> None:
     db.execute(DASHBOARD_COUNTS_SQL)
     db.execute(FACET_COUNTS_SQL)
     db.execute(FACET_COLUMNS_SQL)
+    db.execute(FACET_PAIR_COUNTS_SQL)
 
     # replace: an older kb.db's views are made again where their SQL changed (schema 8)
     for kind in TAG_COLUMNS:
@@ -527,11 +528,23 @@ create table if not exists facet_counts (
 ) without rowid
 """
 # Which facets facet_counts holds, per scope, with their distinct values: a facet counted with no
-# values at all (no study has one) is known counted, not missing.
+# values at all (no study has one) is known counted, not missing. is_array: a JSON array column,
+# counted by its values. filtered_top: when set, facet_pair_counts holds the on-topic studies page
+# filtered on one value of this facet, with the top filtered_top values of every facet.
 FACET_COLUMNS_SQL = """
 create table if not exists facet_columns (
-  scope text not null, facet text not null, distinct_values integer not null,
+  scope text not null, facet text not null, is_array integer not null, distinct_values integer not null,
+  filtered_top integer,
   primary key (scope, facet)
+) without rowid
+"""
+# The on-topic studies page filtered on one value (?designs__arraycontains=rct, ?year=2020): each
+# other facet's top values (rank 1 = the most studies, ties by value) within the studies having it.
+FACET_PAIR_COUNTS_SQL = """
+create table if not exists facet_pair_counts (
+  filter_facet text not null, filter_value not null, facet text not null, rank integer not null,
+  value not null, studies integer not null,
+  primary key (filter_facet, filter_value, facet, rank)
 ) without rowid
 """
 # SQLite gives a new row max(rowid) + 1: inside the sorted prefix only once the rows at its top were

@@ -108,6 +108,13 @@ async def _labels(db) -> dict[str, str]:
 # The studies page's SQL with no filter but the default on-topic one (scope 'on_topic') or none at all
 # ('all'): the views whose counts kb.db holds in facet_counts (db/aggregates.py).
 _UNFILTERED = re.compile(r'select [^()]* from studies (?P<on_topic>where "on_topic" = :p0 )?')
+# ... and with one filter beside the on-topic one, Datasette's clauses in their (sorted) order: the
+# views facet_pair_counts holds.
+_FILTERED = re.compile(r'select [^()]* from studies where (?P<clauses>.+) ')
+_ON_TOPIC = re.compile(r'"on_topic" = :(?P<param>p\d+)')
+_ARRAY_FILTER = re.compile(r':(?P<param>p\d+) in \(select value from json_each\("studies"\."(?P<column>\w+)"\)\)')
+_VALUE_FILTER = re.compile(r'"(?P<column>\w+)" = :(?P<param>p\d+)')
+_INTEGER = re.compile(r"-?\d{1,18}")
 _PRECOMPUTED_KEY = "_kb_precomputed_facets"
 
 
@@ -121,25 +128,87 @@ def unfiltered_scope(table: str | None, sql: str, params) -> str | None:
     return "all" if not params else None
 
 
-async def _precomputed(db, facet, columns: list[str], limit: int) -> dict[str, list[tuple]] | None:
-    """The columns' counts from facet_counts, when the page is unfiltered and kb.db has them all."""
-    scope = unfiltered_scope(facet.table, facet.sql, facet.params)
-    if scope is None or db.is_mutable:
+def single_filter(table: str | None, sql: str, params) -> tuple[str, str, str] | None:
+    """(how, column, value) when ``sql`` is the on-topic studies page filtered on one value, how
+    'array' (``column__arraycontains=value``) or 'value' (``column=value``); else None."""
+    match = _FILTERED.fullmatch(sql) if table == "studies" and isinstance(params, dict) else None
+    clauses = match.group("clauses").split(" and ") if match else []
+    if len(clauses) != 2 or len(params) != 2:
         return None
-    if _PRECOMPUTED_KEY not in db.__dict__:  # which (scope, facet) kb.db counted, read once
-        counted = set()
-        if {"facet_counts", "facet_columns"} <= set(await db.table_names()):
-            counted = {(r[0], r[1]) for r in (await db.execute("select scope, facet from facet_columns")).rows}
+    on_topic = [m for m in map(_ON_TOPIC.fullmatch, clauses) if m]
+    if len(on_topic) != 1 or params.get(on_topic[0].group("param")) != "1":
+        return None
+    other = next(c for c in clauses if not _ON_TOPIC.fullmatch(c))
+    for how, pattern in (("array", _ARRAY_FILTER), ("value", _VALUE_FILTER)):
+        found = pattern.fullmatch(other)
+        if found and isinstance(params.get(found.group("param")), str):
+            return how, found.group("column"), params[found.group("param")]
+    return None
+
+
+async def _counted_facets(db) -> dict[tuple[str, str], tuple[str, int]]:
+    """(scope, facet) -> ('array' or 'value', how many of each facet's values facet_pair_counts keeps
+    filtered on one of its values, 0 for none), for every facet kb.db counted (facet_columns), read once."""
+    if _PRECOMPUTED_KEY not in db.__dict__:
+        counted = {}
+        tables = set(await db.table_names())
+        if {"facet_counts", "facet_columns", "facet_pair_counts"} <= tables:
+            rows = (await db.execute("select scope, facet, is_array, filtered_top from facet_columns")).rows
+            counted = {(r[0], r[1]): (("array" if r[2] else "value"), r[3] or 0) for r in rows}
         db.__dict__[_PRECOMPUTED_KEY] = counted
-    if not all((scope, column) in db.__dict__[_PRECOMPUTED_KEY] for column in columns):
+    return db.__dict__[_PRECOMPUTED_KEY]
+
+
+async def _precomputed(db, facet, columns: list[str], limit: int) -> dict[str, list[tuple]] | None:
+    """The columns' counts from facet_counts or facet_pair_counts, when the page is unfiltered or
+    filtered on one value and kb.db has them all; else None (counted from the rows)."""
+    if db.is_mutable:
+        return None
+    scope = unfiltered_scope(facet.table, facet.sql, facet.params)
+    if scope is not None:
+        return await _unfiltered_counts(db, scope, columns, limit)
+    one = single_filter(facet.table, facet.sql, facet.params)
+    if one is not None:
+        return await _one_filter_counts(db, one, columns, limit)
+    return None
+
+
+async def _unfiltered_counts(db, scope: str, columns: list[str], limit: int) -> dict[str, list[tuple]] | None:
+    counted = await _counted_facets(db)
+    if not all((scope, column) in counted for column in columns):
         return None
     marks = ", ".join("?" for _ in columns)
     rows = await db.execute(
         "select facet, value, studies from (select facet, value, studies, row_number() over "
         "(partition by facet order by studies desc, value) as n from facet_counts "
         f"where scope = ? and facet in ({marks})) where n <= ? order by facet, n", [scope, *columns, limit])
+    return _by_column(columns, rows.rows)
+
+
+async def _one_filter_counts(db, one: tuple[str, str, str], columns: list[str],
+                             limit: int) -> dict[str, list[tuple]] | None:
+    how, filter_column, value = one
+    counted = await _counted_facets(db)
+    kind, top = counted.get(("on_topic", filter_column), ("", 0))
+    if (limit > top or how != kind or not all(("on_topic", column) in counted for column in columns)):
+        return None
+    # ?year=2020 compares as the column's affinity makes it: 2020 for an integer column, '2020' for text
+    candidates = [value, int(value)] if how == "value" and _INTEGER.fullmatch(value) else [value]
+    marks = ", ".join("?" for _ in candidates)
+    found = (await db.execute(f"select filter_value from facet_pair_counts where filter_facet = ? "
+                              f"and filter_value in ({marks}) limit 1", [filter_column, *candidates])).first()
+    if found is None:  # no study has it, or it is written unlike the stored value: count the rows
+        return None
+    marks = ", ".join("?" for _ in columns)
+    rows = await db.execute(
+        "select facet, value, studies from facet_pair_counts where filter_facet = ? and filter_value = ? "
+        f"and facet in ({marks}) and rank <= ? order by facet, rank", [filter_column, found[0], *columns, limit])
+    return _by_column(columns, rows.rows)
+
+
+def _by_column(columns: list[str], rows) -> dict[str, list[tuple]]:
     out = {column: [] for column in columns}
-    for row in rows.rows:
+    for row in rows:
         out[row["facet"]].append((row["value"], row["studies"]))
     return out
 
