@@ -219,6 +219,26 @@ def test_a_count_that_runs_out_of_time_is_reported_timed_out(kb, monkeypatch, ma
     assert lost <= set(timed_out.split(", ")) and not kept & set(timed_out.split(", "))
 
 
+def test_a_pages_facets_share_one_time_limit(kb, monkeypatch):
+    """Counts that run out of time use up the page's share (two facet time limits): the next facet
+    is reported timed out without running, not given its own."""
+    ds = site(kb, patched_metadata(METADATA), facet_time_limit_ms=100)
+    original = Database.execute
+    budgets = []
+
+    async def slow(self, sql, *args, custom_time_limit=None, **kwargs):
+        if sql.startswith("with f as materialized"):
+            budgets.append(custom_time_limit)
+            await asyncio.sleep(custom_time_limit / 1000)
+            raise QueryInterrupted(sqlite3.OperationalError("interrupted"), sql, {})
+        return await original(self, sql, *args, custom_time_limit=custom_time_limit, **kwargs)
+
+    monkeypatch.setattr(Database, "execute", slow)
+    data = get(ds, "/kb/studies.json?on_topic=1&_search=ketamine").json()
+    assert data["rows"] and not {"designs", "year", "evidence_level_label"} & set(data["facet_results"])
+    assert len(budgets) == 1 and 150 <= budgets[0] <= 200, budgets  # 7 tag columns: 700 ms alone
+
+
 def test_counts_sql_reads_each_row_once():
     module = load_plugin("tag_facets")
     sql = module.counts_sql("select * from [studies] where on_topic = :p0", ["designs", "drugs"], 31)
