@@ -94,38 +94,38 @@ def refresh_facet_counts(db: sqlite_utils.Database) -> int:
             db.execute(f"drop table if exists {table}")
         for sql in (FACET_COUNTS_SQL, FACET_COLUMNS_SQL, FACET_PAIR_COUNTS_SQL):
             db.execute(sql)
+        _collect_facet_values(db, arrays, values)
         for scope, where in FACET_SCOPES.items():
-            for column in arrays:
-                db.execute("insert into facet_counts (scope, facet, value, studies) "
-                           f"select ?, ?, j.value, count(distinct s.rowid) from studies s, json_each(s.[{column}]) j "
-                           f"{where} group by j.value", [scope, column])
-            for column in values:
-                db.execute("insert into facet_counts (scope, facet, value, studies) "
-                           f"select ?, ?, s.[{column}], count(*) from studies s "
-                           f"{where} {'and' if where else 'where'} s.[{column}] is not null group by s.[{column}]",
-                           [scope, column])
+            # each (study, facet, value) once: a study counted once per value, as the facets count
+            db.execute("insert into facet_counts (scope, facet, value, studies) "
+                       f"select ?, facet, value, count(*) from temp.facet_values s {where} group by facet, value",
+                       [scope])
             for column in (*arrays, *values):
                 top = PAIR_VALUES if scope == "on_topic" and column in PAIR_FILTERS else None
                 db.execute("insert into facet_columns (scope, facet, is_array, distinct_values, filtered_top) "
                            "select ?, ?, ?, count(*), ? from facet_counts where scope = ? and facet = ?",
                            [scope, column, int(column in arrays), top, scope, column])
-        _count_pairs(db, arrays, values)
+        _count_pairs(db, [c for c in PAIR_FILTERS if c in (*arrays, *values)])
+        db.execute("drop table temp.facet_values")
     return db.execute("select (select count(*) from facet_counts) + (select count(*) from facet_pair_counts)"
                       ).fetchone()[0]
 
 
-def _count_pairs(db: sqlite_utils.Database, arrays: list[str], values: list[str]) -> None:
-    """facet_pair_counts: every on-topic study's (facet, value) pairs, each filter value's studies
-    counted by the other values they have."""
+def _collect_facet_values(db: sqlite_utils.Database, arrays: list[str], values: list[str]) -> None:
+    """temp.facet_values: every study's (facet, value) pairs, once each (NULL left out), with on_topic."""
+    db.execute("drop table if exists temp.facet_values")
     db.execute("create temp table facet_values (r integer not null, facet text not null, value not null, "
-               "primary key (r, facet, value)) without rowid")
+               "on_topic integer, primary key (r, facet, value)) without rowid")
     for column in arrays:  # or ignore: a value twice in one array counts its study once
-        db.execute("insert or ignore into temp.facet_values select s.rowid, ?, j.value "
-                   f"from studies s, json_each(s.[{column}]) j where s.on_topic = 1", [column])
+        db.execute("insert or ignore into temp.facet_values select s.rowid, ?, j.value, s.on_topic "
+                   f"from studies s, json_each(s.[{column}]) j", [column])
     for column in values:
-        db.execute(f"insert into temp.facet_values select s.rowid, ?, s.[{column}] from studies s "
-                   f"where s.on_topic = 1 and s.[{column}] is not null", [column])
-    filters = [c for c in PAIR_FILTERS if c in (*arrays, *values)]
+        db.execute(f"insert into temp.facet_values select s.rowid, ?, s.[{column}], s.on_topic from studies s "
+                   f"where s.[{column}] is not null", [column])
+
+
+def _count_pairs(db: sqlite_utils.Database, filters: list[str]) -> None:
+    """facet_pair_counts: each filter value's on-topic studies counted by the other values they have."""
     marks = ", ".join("?" for _ in filters)
     db.execute(
         "insert into facet_pair_counts (filter_facet, filter_value, facet, rank, value, studies) "
@@ -134,6 +134,5 @@ def _count_pairs(db: sqlite_utils.Database, arrays: list[str], values: list[str]
         "    (partition by filter_facet, filter_value, facet order by studies desc, value) as rank from ("
         "    select a.facet as filter_facet, a.value as filter_value, b.facet, b.value, count(*) as studies "
         "    from temp.facet_values a join temp.facet_values b on b.r = a.r "
-        f"    where a.facet in ({marks}) group by a.facet, a.value, b.facet, b.value)"
+        f"    where a.on_topic = 1 and a.facet in ({marks}) group by a.facet, a.value, b.facet, b.value)"
         ") where rank <= ?", [*filters, PAIR_VALUES])
-    db.execute("drop table temp.facet_values")

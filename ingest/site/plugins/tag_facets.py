@@ -108,12 +108,10 @@ async def _labels(db) -> dict[str, str]:
     return db.__dict__[_LABELS_KEY]
 
 
-# The studies page's SQL with no filter but the default on-topic one (scope 'on_topic') or none at all
-# ('all'): the views whose counts kb.db holds in facet_counts (db/aggregates.py).
-_UNFILTERED = re.compile(r'select [^()]* from studies (?P<on_topic>where "on_topic" = :p0 )?')
-# ... and with one filter beside the on-topic one, Datasette's clauses in their (sorted) order: the
-# views facet_pair_counts holds.
-_FILTERED = re.compile(r'select [^()]* from studies where (?P<clauses>.+) ')
+# The studies page's SQL and its filters, Datasette's clauses in their (sorted) order: kb.db holds the
+# facets of the page with none, with the on-topic one alone (facet_counts), and with it and one more
+# (facet_pair_counts; db/aggregates.py).
+_STUDIES_PAGE = re.compile(r'select [^()]* from studies (?:where (?P<clauses>.+) )?')
 _ON_TOPIC = re.compile(r'"on_topic" = :(?P<param>p\d+)')
 _ARRAY_FILTER = re.compile(r':(?P<param>p\d+) in \(select value from json_each\("studies"\."(?P<column>\w+)"\)\)')
 _VALUE_FILTER = re.compile(r'"(?P<column>\w+)" = :(?P<param>p\d+)')
@@ -121,32 +119,31 @@ _INTEGER = re.compile(r"-?\d{1,18}")
 _PRECOMPUTED_KEY = "_kb_precomputed_facets"
 
 
-def unfiltered_scope(table: str | None, sql: str, params) -> str | None:
-    """'on_topic' or 'all' when ``sql`` is the studies page with no filter, else None."""
-    match = _UNFILTERED.fullmatch(sql) if table == "studies" else None
+def page_filters(table: str | None, sql: str, params) -> tuple[bool, list[tuple[str, str, str]]] | None:
+    """(whether the studies page is on-topic only, its other filters as (how, column, value): how
+    'array' for ``column__arraycontains=value``, 'value' for ``column=value``), or None when ``sql``
+    has any other clause."""
+    match = _STUDIES_PAGE.fullmatch(sql) if table == "studies" else None
     if not match:
         return None
-    if match.group("on_topic"):
-        return "on_topic" if isinstance(params, dict) and params == {"p0": "1"} else None
-    return "all" if not params else None
-
-
-def single_filter(table: str | None, sql: str, params) -> tuple[str, str, str] | None:
-    """(how, column, value) when ``sql`` is the on-topic studies page filtered on one value, how
-    'array' (``column__arraycontains=value``) or 'value' (``column=value``); else None."""
-    match = _FILTERED.fullmatch(sql) if table == "studies" and isinstance(params, dict) else None
-    clauses = match.group("clauses").split(" and ") if match else []
-    if len(clauses) != 2 or len(params) != 2:
-        return None
-    on_topic = [m for m in map(_ON_TOPIC.fullmatch, clauses) if m]
-    if len(on_topic) != 1 or params.get(on_topic[0].group("param")) != "1":
-        return None
-    other = next(c for c in clauses if not _ON_TOPIC.fullmatch(c))
-    for how, pattern in (("array", _ARRAY_FILTER), ("value", _VALUE_FILTER)):
-        found = pattern.fullmatch(other)
-        if found and isinstance(params.get(found.group("param")), str):
-            return how, found.group("column"), params[found.group("param")]
-    return None
+    params = params if isinstance(params, dict) else dict(enumerate(params or ()))
+    clauses = match.group("clauses").split(" and ") if match.group("clauses") else []
+    on_topic, filters, used = False, [], set()
+    for clause in clauses:
+        found = _ON_TOPIC.fullmatch(clause)
+        if found and params.get(found.group("param")) == "1" and not on_topic:
+            on_topic = True
+            used.add(found.group("param"))
+            continue
+        for how, pattern in (("array", _ARRAY_FILTER), ("value", _VALUE_FILTER)):
+            found = pattern.fullmatch(clause)
+            if found and isinstance(params.get(found.group("param")), str):
+                filters.append((how, found.group("column"), params[found.group("param")]))
+                used.add(found.group("param"))
+                break
+        else:
+            return None
+    return (on_topic, filters) if used == set(params) else None
 
 
 async def _counted_facets(db) -> dict[tuple[str, str], tuple[str, int]]:
@@ -164,15 +161,15 @@ async def _counted_facets(db) -> dict[tuple[str, str], tuple[str, int]]:
 
 async def _precomputed(db, facet, columns: list[str], limit: int) -> dict[str, list[tuple]] | None:
     """The columns' counts from facet_counts or facet_pair_counts, when the page is unfiltered or
-    filtered on one value and kb.db has them all; else None (counted from the rows)."""
-    if db.is_mutable:
+    on-topic and filtered on one value and kb.db has them all; else None (counted from the rows)."""
+    found = None if db.is_mutable else page_filters(facet.table, facet.sql, facet.params)
+    if found is None:
         return None
-    scope = unfiltered_scope(facet.table, facet.sql, facet.params)
-    if scope is not None:
-        return await _unfiltered_counts(db, scope, columns, limit)
-    one = single_filter(facet.table, facet.sql, facet.params)
-    if one is not None:
-        return await _one_filter_counts(db, one, columns, limit)
+    on_topic, filters = found
+    if not filters:
+        return await _unfiltered_counts(db, "on_topic" if on_topic else "all", columns, limit)
+    if on_topic and len(filters) == 1:
+        return await _one_filter_counts(db, filters[0], columns, limit)
     return None
 
 
@@ -234,9 +231,10 @@ class OneQueryCounts:
         if not limit:
             return None
         scope = getattr(self.request, "scope", None)
+        if not isinstance(scope, dict):
+            return limit * columns
         now = time.monotonic()
-        deadline = scope.setdefault(_DEADLINE_KEY, now + limit * PAGE_FACET_LIMITS / 1000) \
-            if isinstance(scope, dict) else now + limit * columns / 1000
+        deadline = scope.setdefault(_DEADLINE_KEY, now + limit * PAGE_FACET_LIMITS / 1000)
         return min(limit * columns, int((deadline - now) * 1000))
 
     async def count(self, db, columns: list[str], limit: int) -> dict[str, list[tuple]] | None:
@@ -246,10 +244,10 @@ class OneQueryCounts:
         key = (self.type, self.sql, tuple(sorted((str(k), repr(v)) for k, v in params.items())), tuple(columns),
                limit)
         found = _cached(cache, key)
-        if found is None:
-            found = await _precomputed(db, self, columns, limit)
         if found is not None:
-            _remember(cache, key, found)
+            return found
+        found = await _precomputed(db, self, columns, limit)  # kb.db's own: not kept in the cache
+        if found is not None:
             return found
         budget = self.time_left(len(columns))
         if budget is not None and budget <= 0:
