@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the stance gold set's annotation batches outside the repository.
 
-Usage: python scripts/stance_batches.py CLAIMS_JSONL KB_DB OUT_DIR [--corpus ../shared/corpus]
+Usage: python scripts/stance_batches.py CLAIMS_JSONL KB_DB OUT_DIR [--annotators t,u]
 
 For each claim (tests/gold/stance/claims.jsonl), up to PER_CLAIM studies: the tool's top 5
 (`kb check --mode fts`), then a plain BM25 search over titles and abstracts (top 8), without
@@ -45,13 +45,16 @@ def main() -> None:
     parser.add_argument("claims", type=Path)
     parser.add_argument("db", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--annotators", default=",".join(ANNOTATORS),
+                        help="comma-separated annotator names, one batch each (default: t,u)")
     args = parser.parse_args()
+    annotators = [a for a in args.annotators.split(",") if a]
     claims = [json.loads(line) for line in args.claims.open(encoding="utf-8") if line.strip()]
     db = sqlite3.connect(args.db)
     args.out.mkdir(parents=True, exist_ok=True)
     rest = claims[SHARED:]
-    half = -(-len(rest) // len(ANNOTATORS))
-    for i, name in enumerate(ANNOTATORS):
+    half = -(-len(rest) // len(annotators))
+    for i, name in enumerate(annotators):
         mine = claims[:SHARED] + rest[i * half:(i + 1) * half]
         path = args.out / f"batch_{name}.jsonl"
         with path.open("w", encoding="utf-8") as handle:

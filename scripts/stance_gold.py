@@ -5,7 +5,9 @@ Usage: python scripts/stance_gold.py ANNOTATIONS_DIR [--corpus ../shared/corpus]
 
 ANNOTATIONS_DIR holds out_<annotator>.jsonl written from tests/gold/stance/GUIDE.md and the
 batches of scripts/stance_batches.py. The decisive sentence is stored as its number in the study's
-sentences (ingest.tagging.sentences; the title is 0), never as text. Writes, under
+sentences (ingest.tagging.sentences; the title is 0), never as text. An annotator already in
+tests/gold/stance/annotator_<name>.jsonl with no out_<name>.jsonl in ANNOTATIONS_DIR is kept as
+stored (a later round of claims adds annotators beside the earlier ones). Writes, under
 tests/gold/stance/: annotator_<name>.jsonl, stance_gold.jsonl (one line per (claim, study) pair;
 on shared claims the first annotator in name order decides where they differ), verdicts.jsonl and
 AGREEMENT.md (agreement on the shared claims).
@@ -26,7 +28,10 @@ from ingest.db.collect import collect_dir  # noqa: E402
 from ingest.tagging.sentences import record_sentences  # noqa: E402
 
 OUT = ROOT / "tests" / "gold" / "stance"
-DEV_CLAIMS = {f"c{i:02d}" for i in (*range(1, 12), *range(23, 34))}
+# Round 1 (c01-c44): c01-c11 and c23-c33 tuned on. Round 2 (c45-c74, written later by another writer):
+# every other pair of ids, so both splits hold lay and technical claims on every topic.
+DEV_CLAIMS = {f"c{i:02d}" for i in (*range(1, 12), *range(23, 34))} | \
+    {f"c{i}" for i in range(45, 75) if (i - 45) % 4 < 2}
 
 
 def split_of(claim_id: str) -> str:
@@ -57,6 +62,14 @@ def main() -> None:
     records = collect_dir(args.corpus / "pubmed").records
     pairs: dict[str, dict[tuple[str, str], dict]] = {}
     verdicts: dict[str, dict[str, dict]] = {}
+    fresh = {path.stem.split("_", 1)[1] for path in args.folder.glob("out_*.jsonl")}
+    for path in sorted(OUT.glob("annotator_*.jsonl")):
+        name = path.stem.split("_", 1)[1]
+        if name in fresh:
+            continue
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        pairs[name] = {(r["claim_id"], str(r["pmid"])): r for r in rows if "verdict" not in r}
+        verdicts[name] = {r["claim_id"]: r for r in rows if "verdict" in r}
     for path in sorted(args.folder.glob("out_*.jsonl")):
         name = path.stem.split("_", 1)[1]
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -87,6 +100,8 @@ def main() -> None:
     lines = ["# Stance gold: agreement on the shared claims", ""]
     for a, b in zip(names, names[1:], strict=False):
         shared = sorted(pairs[a].keys() & pairs[b].keys())
+        if not shared:
+            continue  # annotators of different rounds share no claims
         same = sum(pairs[a][k]["stance"] == pairs[b][k]["stance"] for k in shared)
         both = sorted(verdicts[a].keys() & verdicts[b].keys())
         same_verdicts = sum(verdicts[a][c]["verdict"] == verdicts[b][c]["verdict"] for c in both)

@@ -47,7 +47,7 @@ def assertion(claim: str):
 def judged(claim: str, results: list[str], **context) -> Stance:
     sentences = [Sentence(text, "RESULTS", "results", i) for i, text in enumerate(results, 1)]
     findings, quantities = extract_findings(sentences)
-    context = {"drugs": ["ketamine"], "indications": ["mdd"], **context}
+    context = {"drugs": ["ketamine"], "indications": ["mdd"], "reported": results, **context}
     return study_stance(assertion(claim), findings, quantities, StudyContext(**context))
 
 
@@ -307,3 +307,56 @@ def test_a_claim_that_something_blocks_the_effect_is_judged_on_the_sentences_nam
     other = StudyContext(drugs=["ketamine"], indications=["mdd"], text="ketamine improved depression.",
                          sentences=["Ketamine improved depression."])
     assert study_stance(assertion(claim), [], [], other).label == "neutral"
+
+
+def test_a_comparison_is_read_for_the_side_each_result_favours():
+    claim = "The Spravato nasal spray works just as well as an IV ketamine drip."
+    drug = {"drugs": ["esketamine", "ketamine"]}
+    assert judged(claim, ["Response rates with esketamine were comparable to those with IV racemic ketamine."],
+                  **drug).label == "supports"
+    assert judged(claim, ["Response rates were higher with IV racemic ketamine than with esketamine nasal spray."],
+                  **drug).label == "contradicts"
+    # A result against a third party says nothing on this comparison.
+    assert judged(claim, ["Esketamine nasal spray was superior to placebo in reducing depressive symptoms."],
+                  **drug).label == "neutral"
+
+
+def test_a_negated_superiority_or_a_failed_non_inferiority_goes_against_a_better_than_claim():
+    claim = "Ketamine works better than electroconvulsive therapy (ECT) for severe depression."
+    assert judged(claim, ["There was no evidence to support the superiority of ketamine over ECT for depressive "
+                          "symptoms."]).label == "contradicts"
+    assert judged(claim, ["ECT was superior to ketamine for improving depressive severity."]).label == "contradicts"
+    assert judged(claim, ["Ketamine was not non-inferior to ECT in response rate."]).label == "contradicts"
+
+
+def test_a_comparison_favouring_each_side_on_another_measure_is_mixed_and_side_effects_do_not_count():
+    claim = "Ketamine works better than electroconvulsive therapy (ECT) for severe depression."
+    assert judged(claim, ["Ketamine showed a faster onset of improvement, while ECT showed greater durability of "
+                          "response."]).label == "mixed"
+    assert judged(claim, ["Patients treated with ketamine showed superior cognitive functioning compared with ECT."]
+                  ).label == "neutral"
+
+
+def test_an_association_is_not_the_drugs_effect():
+    claim = "Ketamine quickly reduces suicidal thoughts, often by the next day."
+    suicidality = {"indications": ["suicidal_ideation"]}
+    assert judged(claim, ["Higher plasma HNK levels correlated with less improvement in suicidal thoughts at 24 h."],
+                  **suicidality).label == "neutral"
+    assert judged(claim, ["Suicidal thoughts improved significantly at 24 h after ketamine."],
+                  **suicidality).label == "supports"
+
+
+def test_a_share_said_in_words_answers_a_rate_claim():
+    claim = "Most people who respond to ketamine relapse within a month if they stop treatment."
+    assert judged(claim, ["All but one ketamine responder relapsed within one month after the last infusion."]
+                  ).label == "supports"
+    assert judged(claim, ["Only a minority of responders relapsed during the follow-up."]).label == "contradicts"
+
+
+def test_side_effects_reported_as_occurring_contradict_a_claim_of_none():
+    claim = "Ketamine infusions have no side effects."
+    assert judged(claim, ["The most common adverse events were nausea, dizziness and dissociation."]
+                  ).label == "contradicts"
+    assert judged(claim, ["No serious adverse events were reported."]).label == "supports"
+    assert judged("Ketamine does not damage the bladder.",
+                  ["Lower urinary tract symptoms were reported by 12 of 40 patients."]).label == "contradicts"

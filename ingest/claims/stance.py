@@ -67,6 +67,11 @@ class StanceVocabulary:
     modifies_effect: re.Pattern
     effect_unchanged: re.Pattern
     effect_blocked: re.Pattern
+    comparator_end: re.Pattern
+    correlational: re.Pattern
+    share_words: tuple[tuple[re.Pattern, float], ...]
+    harm_reported: re.Pattern
+    comparative: dict[str, re.Pattern]
 
 
 def _any(patterns: list[str]) -> re.Pattern:
@@ -99,6 +104,11 @@ def stance_vocabulary() -> StanceVocabulary:
         modifies_effect=re.compile(data["modifies_effect"], re.I),
         effect_unchanged=re.compile(data["effect_unchanged"], re.I),
         effect_blocked=re.compile(data["effect_blocked"], re.I),
+        comparator_end=re.compile(data["comparator_end"], re.I),
+        correlational=re.compile(data["correlational"], re.I),
+        share_words=tuple((re.compile(r["pattern"], re.I), float(r["value"])) for r in data["share_words"]),
+        harm_reported=re.compile(data["harm_reported"], re.I),
+        comparative={k: re.compile(v, re.I) for k, v in data["comparative"].items()},
     )
 
 
@@ -124,6 +134,8 @@ class Assertion:
     key_terms: list[str] = field(default_factory=list)  # what else the claim is about (a trial, a co-drug)
     timepoint_h: float | None = None  # the time the claim states its result at ("at day 7")
     modifier_terms: list[str] = field(default_factory=list)  # "naltrexone" in "naltrexone blocks the effect"
+    # The modifier's words a result sentence may name it by ("opioid" for "opioid blockade with naltrexone").
+    modifier_words: list[str] = field(default_factory=list)
 
     @property
     def quantitative(self) -> bool:
@@ -252,10 +264,23 @@ def _read_comparison(claim: str, vocab: StanceVocabulary, assertion: Assertion) 
             assertion.comparison = name
             # What it is compared with: the words after the comparison, as written (not their
             # expansions, and not qualifier words such as "well" or "drip").
-            after = claim[match.end():].lower()
-            assertion.comparator_terms = [t for t in claim_terms(claim[match.end():])
-                                          if t in after and t not in _QUALIFIER_WORDS][:6]
+            assertion.comparator_terms = _comparator_terms(claim[match.end():], vocab)
             return
+
+
+def _comparator_terms(after: str, vocab: StanceVocabulary) -> list[str]:
+    """The words naming what a claim compares with: those after the comparison, up to where the
+    claim's setting begins ("than ECT | for severe depression"), as written (not their expansions,
+    and not qualifier words such as "well" or "drip")."""
+    def terms(phrase: str) -> list[str]:
+        lowered = phrase.lower()
+        return [t for t in claim_terms(phrase) if t in lowered and t not in _QUALIFIER_WORDS][:6]
+
+    for end in vocab.comparator_end.finditer(after):
+        found = terms(after[:end.start()])
+        if found:
+            return found
+    return terms(after)
 
 
 _NAME = re.compile(r"\b[A-Z][A-Za-z]*[A-Z0-9](?:[\w-]*[A-Za-z0-9])?\b")  # SUSTAIN-1, ESCAPE-TRD, KetECT, ASPIRE
@@ -316,6 +341,7 @@ class StudyContext:
     populations: list[str] = field(default_factory=list)
     text: str = ""  # title and abstract, lower-cased
     sentences: list[str] = field(default_factory=list)  # the abstract's sentences as written
+    reported: list[str] = field(default_factory=list)  # its results and conclusions (or unstructured abstract)
 
     @classmethod
     def from_row(cls, row: dict | None) -> StudyContext:
@@ -329,6 +355,7 @@ class StudyContext:
 STUDY_CONTEXT_COLUMNS = ("drugs", "routes", "indications", "populations", "title", "abstract", "evidence_level")
 STUDY_CONTEXT_SQL = f"select {', '.join(STUDY_CONTEXT_COLUMNS)} from studies where id = ?"
 SENTENCE_COLUMNS = ("position", "section", "section_kind", "text")
+REPORTED_KINDS = ("results", "conclusions", "abstract")  # where a study states what it found
 
 
 def judge_study(conn: Any, assertion: Assertion, study_id: str) -> tuple[Stance, int | None]:
@@ -341,13 +368,18 @@ def judge_study(conn: Any, assertion: Assertion, study_id: str) -> tuple[Stance,
     row = conn.execute(STUDY_CONTEXT_SQL, (study_id,)).fetchone()
     context_row = dict(zip(STUDY_CONTEXT_COLUMNS, row, strict=True)) if row else None
     findings, quantities = study_findings(rows)
-    stance = study_stance(assertion, findings, quantities, StudyContext.from_row(context_row))
+    context = StudyContext.from_row(context_row)
+    context.reported = [r["text"] for r in sorted(rows, key=lambda r: int(r["position"]))
+                        if (r["section_kind"] or "abstract") in REPORTED_KINDS and r["text"]]
+    stance = study_stance(assertion, findings, quantities, context)
     return stance, context_row["evidence_level"] if context_row else None
 _DEPRESSIONS = frozenset({"mdd", "trd", "bipolar_depression", "postpartum_depression", "palliative_depression"})
 KEY_TERM_SHARE = 0.5  # a study bears on a claim when its text has at least this share of the claim's key terms
 
 
 RARE_SHARE = 0.05  # a claim word in fewer than this share of studies names the claim's subject
+# A result sentence names the modifier by any of its words rarer than this ("opioid", not "receptor").
+MODIFIER_WORD_SHARE = 0.2
 
 
 def keep_rare_terms(conn: Any, assertion: Assertion) -> Assertion:
@@ -360,6 +392,7 @@ def keep_rare_terms(conn: Any, assertion: Assertion) -> Assertion:
     known = [t for t in assertion.modifier_terms if shares[t] is not None]
     rare = [t for t in known if shares[t] < RARE_SHARE]
     assertion.modifier_terms = rare or sorted(known, key=lambda t: shares[t])[:1]
+    assertion.modifier_words = [t for t in known if shares[t] < MODIFIER_WORD_SHARE] or assertion.modifier_terms
     return assertion
 
 
@@ -380,7 +413,8 @@ def bears_on(assertion: Assertion, study: StudyContext) -> bool:
     if assertion.populations and not assertion.populations & set(study.populations):
         return False
     claimed = assertion.indications
-    if claimed and not (claimed & set(study.indications)
+    # A study with no indication tag is not known to be about another condition.
+    if claimed and study.indications and not (claimed & set(study.indications)
                         or (claimed & _DEPRESSIONS and _DEPRESSIONS & set(study.indications))):
         return False
     if assertion.modifier_terms and study.text and not any(t in study.text for t in assertion.modifier_terms):
@@ -401,15 +435,22 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
         return Stance("neutral", reason="not about the claim's drug, population, condition or subject")
     if _treats_the_harm(assertion, study):
         return Stance("neutral", reason="the claimed harm is the condition the study treats")
+    if assertion.comparison and assertion.comparator_terms:
+        compared = _comparison_stance(assertion, study.reported or list(dict.fromkeys(f.sentence for f in findings)))
+        if compared is not None:
+            return compared
     if assertion.modifier_terms:
         return _modifier_stance(assertion, study)
     relevant = _relevant(assertion, findings)
-    qualified = _qualifier_stance(assertion, relevant, findings, quantities, study.routes)
+    qualified = _qualifier_stance(assertion, relevant, findings, quantities, study.routes, study.reported)
     if qualified is not None:
         return qualified
     if assertion.quantitative:
         return Stance("neutral")  # the claim is about how long, how soon or how many: no numbers, no stance
     votes = [(vote, f) for f in relevant if (vote := _vote(assertion, f)) is not None]
+    if assertion.effect == "absence":
+        votes += [("-", f) for f in _harms_reported(assertion, study.reported)
+                  if not any(f.sentence == g.sentence for _, g in votes)]
     if assertion.timepoint_h:
         votes = [(v, f) for v, f in votes if _near(assertion.timepoint_h, _timepoints(f.sentence, stance_vocabulary()))]
     if not votes:
@@ -437,7 +478,7 @@ def _modifier_stance(assertion: Assertion, study: StudyContext) -> Stance:
     votes = []
     for sentence in study.sentences:
         lowered = sentence.lower()
-        if not any(t in lowered for t in assertion.modifier_terms):
+        if not any(t in lowered for t in (assertion.modifier_words or assertion.modifier_terms)):
             continue
         if vocab.effect_unchanged.search(lowered):
             votes.append(("-", sentence))
@@ -453,6 +494,123 @@ def _modifier_stance(assertion: Assertion, study: StudyContext) -> Stance:
     if kinds == {"-"}:
         return Stance("contradicts", sentence, f"{assertion.modifier_terms[0]} did not change the effect")
     return Stance("mixed", sentence, "results differ by outcome or measure")
+
+
+# --------------------------------------------------------------------------- comparisons
+
+_FAMILY = ("ketamine", "esketamine", "arketamine")
+# How a study's comparative reading ("drug" favoured, "comparator" favoured, "equal") bears on each
+# kind of comparison claim: "as well as" is not contradicted by the drug doing better.
+_COMPARISON_VOTES = {
+    "better": {"drug": "+", "comparator": "-", "equal": "-"},
+    "noninferior": {"drug": "+", "comparator": "-", "equal": "+"},
+    "equal": {"drug": "+", "comparator": "-", "equal": "+"},
+    "worse": {"drug": "-", "comparator": "+", "equal": "-"},
+}
+
+
+def _comparison_stance(assertion: Assertion, sentences: list[str]) -> Stance | None:
+    """A comparison claim ("works better than ECT", "as well as IV ketamine") judged on the study's
+    result sentences that name either side: which side each favours, or neither. None when no
+    sentence compares them (the findings' votes decide then)."""
+    drug_side, comparator_side = _sides(assertion)
+    if not drug_side or not comparator_side:
+        return None
+    table = _COMPARISON_VOTES[assertion.comparison]
+    votes = [(table[reading], sentence) for sentence in sentences
+             for reading in _comparative_readings(sentence, drug_side, comparator_side)]
+    if not votes:
+        return None
+    plus = [s for v, s in votes if v == "+"]
+    minus = [s for v, s in votes if v == "-"]
+    # The last sentence of the side that decides: a study's conclusion comes after its results.
+    # One side only a third of the other's sentences is a stray reading, not a mixed result.
+    if len(plus) >= 3 * len(minus):
+        return Stance("supports", plus[-1], "the comparison goes the claim's way")
+    if len(minus) >= 3 * len(plus):
+        return Stance("contradicts", minus[-1], "the comparison goes against the claim")
+    return Stance("mixed", votes[-1][1], "the comparison differs by outcome or time point")
+
+
+def _sides(assertion: Assertion) -> tuple[list[re.Pattern], list[re.Pattern]]:
+    """Patterns naming the claim's drug and what it is compared with ("IV ketamine" against
+    "esketamine": the drug is esketamine, the comparator racemic ketamine)."""
+    drugs = _drug_patterns()
+    compared_drugs = {d for d, patterns in drugs.items()
+                      if any(p.fullmatch(t) for t in assertion.comparator_terms for p in patterns)}
+    own = (assertion.drugs or set(_FAMILY)) - compared_drugs
+    drug_side = [p for d in sorted(own) for p in drugs.get(d, [])]
+    comparator_side = [p for d in sorted(compared_drugs) for p in drugs[d]]
+    comparator_side += [re.compile(r"(?<![a-z0-9-])" + re.escape(t) + r"(?![a-z0-9])")
+                        for t in assertion.comparator_terms
+                        if not any(p.fullmatch(t) for d in compared_drugs for p in drugs[d])]
+    return drug_side, comparator_side
+
+
+@functools.lru_cache(maxsize=1)
+def _drug_patterns() -> dict[str, list[re.Pattern]]:
+    """Each drug tag's patterns (tag vocabulary), as whole words."""
+    from ..tagging.vocabulary import load_vocabulary
+
+    return {tag.id: [re.compile(r"(?<![a-z0-9])(?:" + p + r")(?![a-z0-9])") for p in tag.patterns]
+            for tag in load_vocabulary().tags.values() if tag.kind == "drug"}
+
+
+def _comparative_readings(sentence: str, drug_side: list[re.Pattern], comparator_side: list[re.Pattern]) -> list[str]:
+    """Which side each clause of a sentence favours: "drug", "comparator" or "equal"."""
+    patterns = stance_vocabulary().comparative
+    lowered = sentence.lower()
+    if not any(p.search(lowered) for p in comparator_side):
+        return []  # "superior to placebo" says nothing on a claim against ECT
+    readings = []
+    for clause in patterns["clause_split"].split(lowered):
+        if not patterns["efficacy_context"].search(clause):
+            continue  # a side effect, a cost or the design, not the treatment effect
+        if patterns["harm_context"].search(clause) and not _efficacy_compared(clause, patterns):
+            continue
+        reading = _clause_reading(clause, drug_side, comparator_side, patterns)
+        if reading:
+            readings.append(reading)
+    return readings
+
+
+def _efficacy_compared(clause: str, patterns: dict[str, re.Pattern]) -> bool:
+    """A clause naming a side effect compares efficacy only if its comparison word is about efficacy
+    ("greater reduction in depressive symptoms", not "greater dissociation")."""
+    word = patterns["favour"].search(clause) or patterns["disfavour"].search(clause)
+    return bool(word and patterns["efficacy_context"].search(clause[word.start():word.end() + 40])
+                and not patterns["harm_context"].search(clause[word.start():word.end() + 40]))
+
+
+def _clause_reading(clause: str, drug_side: list[re.Pattern], comparator_side: list[re.Pattern],
+                    patterns: dict[str, re.Pattern]) -> str | None:
+    named = sorted([(m.start(), "drug") for p in drug_side for m in p.finditer(clause)]
+                   + [(m.start(), "comparator") for p in comparator_side for m in p.finditer(clause)])
+
+    def subject(at: int) -> str | None:
+        """The side a comparison word at ``at`` is about: the last named before it, else the first after."""
+        before = [side for start, side in named if start < at]
+        after = [side for start, side in named if start > at]
+        return before[-1] if before else (after[0] if after else None)
+
+    other = {"drug": "comparator", "comparator": "drug"}
+    failed = patterns["not_noninferior"].search(clause)
+    if failed:
+        side = subject(failed.start())
+        return other[side] if side else None
+    for name, flip in (("favour", False), ("disfavour", True)):
+        word = patterns[name].search(clause)
+        if not word:
+            continue
+        if patterns["negated_before"].search(clause[:word.start()]):
+            return "equal" if named else None  # "was not superior to", "no worse than"
+        side = subject(word.start())
+        if side is None:
+            return None
+        return other[side] if flip else side
+    if patterns["equal"].search(clause) and named:
+        return "equal"
+    return None
 
 
 def _treats_the_harm(assertion: Assertion, study: StudyContext) -> bool:
@@ -482,9 +640,10 @@ def _against_comparator(assertion: Assertion, vote: str, finding: Finding) -> st
 
 
 def _relevant(assertion: Assertion, findings: list[Finding]) -> list[Finding]:
+    """The findings on the claim's outcomes that state the drug's effect (not an association)."""
     vocab = stance_vocabulary()
     wanted = assertion.outcomes or (vocab.efficacy if assertion.effect == "benefit" else vocab.harms)
-    return [f for f in findings if f.outcome in wanted]
+    return [f for f in findings if f.outcome in wanted and not vocab.correlational.search(f.sentence)]
 
 
 def _vote(assertion: Assertion, finding: Finding) -> str | None:
@@ -519,6 +678,30 @@ def _vote(assertion: Assertion, finding: Finding) -> str | None:
     return "+" if direction == "no_difference" else ("-" if good else None)
 
 
+_NEGATED_HARM = re.compile(r"\b(?:no|not|none|without|neither|nor|absence of|free of)\b")
+
+
+def _harms_reported(assertion: Assertion, sentences: list[str]) -> list[Finding]:
+    """Against "no side effects" / "does not damage the bladder": result sentences reporting the harm
+    as occurring ("the most common adverse events were nausea and dissociation"), not as absent."""
+    vocab, findings_vocab = stance_vocabulary(), load_findings_vocabulary()
+    claimed = assertion.outcomes & vocab.harms
+    if not claimed:
+        return []
+    wanted = vocab.harms if "adverse_events" in claimed else claimed
+    outcomes = [o for o in findings_vocab.outcomes if o.id in wanted]
+    out = []
+    for index, sentence in enumerate(sentences):
+        lowered = sentence.lower()
+        reported = vocab.harm_reported.search(lowered)
+        if not reported or _NEGATED_HARM.search(lowered):
+            continue
+        outcome = next((o for o in outcomes if o.regex.search(lowered)), None)
+        if outcome is not None:
+            out.append(Finding(outcome.id, "increased", False, False, index, None, sentence))
+    return out
+
+
 def _strength(finding: Finding) -> tuple:
     """Which finding decides: stated plainly, against a control, earliest in the results."""
     return (not finding.hedged, finding.comparison, -finding.sentence_index)
@@ -536,7 +719,8 @@ def _names_comparator(assertion: Assertion, sentence: str) -> bool:
 
 
 def _qualifier_stance(assertion: Assertion, relevant: list[Finding], findings: list[Finding],
-                      quantities: list[Quantity], study_routes: list[str]) -> Stance | None:
+                      quantities: list[Quantity], study_routes: list[str],
+                      reported: list[str] | None = None) -> Stance | None:
     """A stance from the claim's qualifiers, when the study states the numbers they are about."""
     quantities = [q for q in quantities if _about_the_claim(assertion, q, findings)]
     if assertion.required_routes and study_routes:
@@ -562,7 +746,7 @@ def _qualifier_stance(assertion: Assertion, relevant: list[Finding], findings: l
             return early
     if assertion.rate:
         kind, low, high = assertion.rate
-        rates = [q for q in quantities if q.type == kind]
+        rates = [q for q in quantities if q.type == kind] or _shares_in_words(kind, reported)
         if rates:
             inside = [q for q in rates if low <= q.value <= high]
             chosen = inside[0] if inside else rates[0]
@@ -572,6 +756,26 @@ def _qualifier_stance(assertion: Assertion, relevant: list[Finding], findings: l
             return Stance(label, chosen.sentence, f"{kind.replace('_', ' ')} {chosen.text}",
                           [_value(q) for q in rates])
     return None
+
+
+SHARE_WINDOW = 60  # characters after a share's words in which its outcome's word must come
+
+
+def _shares_in_words(kind: str, sentences: list[str] | None) -> list[Quantity]:
+    """Rates of ``kind`` a study states in words ("all but one responder relapsed within a month",
+    "the majority remitted"), as quantities, when it gives no number."""
+    vocab = stance_vocabulary()
+    outcome_words = vocab.rate_kinds.get(kind)
+    if outcome_words is None or not sentences:
+        return []
+    out = []
+    for index, sentence in enumerate(sentences):
+        for regex, value in vocab.share_words:
+            match = regex.search(sentence)
+            if match and outcome_words.search(sentence[match.start():match.end() + SHARE_WINDOW]):
+                out.append(Quantity(kind, value, "%", match.group(0), index, None, sentence))
+                break
+    return out
 
 
 def _about_the_claim(assertion: Assertion, quantity: Quantity, findings: list[Finding]) -> bool:
