@@ -360,3 +360,39 @@ def test_side_effects_reported_as_occurring_contradict_a_claim_of_none():
     assert judged(claim, ["No serious adverse events were reported."]).label == "supports"
     assert judged("Ketamine does not damage the bladder.",
                   ["Lower urinary tract symptoms were reported by 12 of 40 patients."]).label == "contradicts"
+
+
+def test_two_routes_of_one_drug_are_the_sides_of_a_route_comparison():
+    claim = "Ketamine tablets you take at home work just as well for depression as IV ketamine given in a clinic."
+    read = assertion(claim)
+    assert read.comparison == "equal" and read.comparator_text.lower().startswith("iv ketamine")
+    context = {"routes": ["oral", "iv"]}
+    assert judged(claim, ["Oral ketamine was less effective than intravenous ketamine for depressive symptoms."],
+                  **context).label == "contradicts"
+    assert judged(claim, ["Both oral and intravenous ketamine were given.",
+                          "The 2 groups did not differ in depression ratings or response rates."],
+                  **context).label == "supports"
+    # Both improved is not a comparison.
+    assert judged(claim, ["Depressive symptoms improved with oral ketamine."], **context).label == "neutral"
+
+
+def test_a_claim_about_heavy_recreational_use_is_not_answered_by_clinical_trials():
+    claim = "Using ketamine heavily over a long time can seriously damage your bladder."
+    assert assertion(claim).recreational
+    trial = "Urinary symptoms did not change from baseline in patients given ketamine for depression."
+    assert judged(claim, [trial], text=trial.lower()).label == "neutral"
+    users = "Among recreational ketamine users, bladder damage increased with the years of use."
+    assert judged(claim, [users], text=users.lower()).label == "supports"
+
+
+def test_a_result_stated_for_the_control_group_is_the_drugs_turned_round():
+    sentence = ("At 6 weeks, the incidence of postpartum depression in the control group was 17.6%, significantly "
+                "higher compared to the esketamine group (8.2%).")
+    findings, _ = extract_findings([Sentence(sentence, "RESULTS", "results", 1)])
+    assert [(f.outcome, f.direction) for f in findings] == [("depressive_symptoms", "improved")]
+
+
+def test_a_study_saying_the_evidence_is_inconsistent_is_mixed():
+    claim = "Arketamine relieves depression."
+    assert judged(claim, ["Trials indicate potential antidepressant effects, but results are inconsistent."],
+                  drugs=["arketamine"]).label == "mixed"

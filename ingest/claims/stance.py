@@ -71,6 +71,9 @@ class StanceVocabulary:
     correlational: re.Pattern
     share_words: tuple[tuple[re.Pattern, float], ...]
     harm_reported: re.Pattern
+    recreational_claim: re.Pattern
+    mixed_evidence: re.Pattern
+    recreational_study: re.Pattern
     comparative: dict[str, re.Pattern]
 
 
@@ -108,6 +111,9 @@ def stance_vocabulary() -> StanceVocabulary:
         correlational=re.compile(data["correlational"], re.I),
         share_words=tuple((re.compile(r["pattern"], re.I), float(r["value"])) for r in data["share_words"]),
         harm_reported=re.compile(data["harm_reported"], re.I),
+        recreational_claim=re.compile(data["recreational_claim"], re.I),
+        mixed_evidence=re.compile(data["mixed_evidence"], re.I),
+        recreational_study=re.compile(data["recreational_study"], re.I),
         comparative={k: re.compile(v, re.I) for k, v in data["comparative"].items()},
     )
 
@@ -128,6 +134,9 @@ class Assertion:
     required_routes: list[str] = field(default_factory=list)
     comparison: str | None = None  # better | equal | noninferior | worse
     comparator_terms: list[str] = field(default_factory=list)
+    comparator_text: str = ""  # what the claim compares with, as written ("an IV ketamine drip")
+    routes: set[str] = field(default_factory=set)  # the routes the claim names (tag ids)
+    recreational: bool = False  # the claim is about recreational or heavy non-medical use
     drugs: set[str] = field(default_factory=set)  # the drugs the claim names (tag ids)
     indications: set[str] = field(default_factory=set)
     populations: set[str] = field(default_factory=set)
@@ -160,12 +169,15 @@ def read_claim(claim: str, tags: dict[str, list[str]] | None = None) -> Assertio
         # "Most who respond relapse within a month": relapse asserted to happen, a harm to weigh as one.
         effect, outcomes = "harm", {"relapse"}
     elif effect == "harm" or (effect == "absence" and harms):
-        outcomes = harms or outcomes
+        # "Doesn't raise your blood pressure": the harm it names, not every side effect ("safer").
+        outcomes = (harms - {"adverse_events"}) or harms or outcomes
     elif effect == "benefit":
         outcomes = (outcomes & vocab.efficacy) or outcomes
     assertion = Assertion(outcomes=outcomes, effect=effect, drugs=set(tags.get("drug", [])),
                           indications=set(tags.get("indication", [])),
-                          populations=set(tags.get("population", [])) - {"human"})
+                          populations=set(tags.get("population", [])) - {"human"},
+                          routes=set(tags.get("route", [])))
+    assertion.recreational = bool(vocab.recreational_claim.search(claim))
     _read_times(claim, vocab, assertion)
     assertion.rate = _read_rate(claim, vocab, assertion)
     if tags.get("route") and vocab.exclusive.search(claim):
@@ -264,23 +276,32 @@ def _read_comparison(claim: str, vocab: StanceVocabulary, assertion: Assertion) 
             assertion.comparison = name
             # What it is compared with: the words after the comparison, as written (not their
             # expansions, and not qualifier words such as "well" or "drip").
-            assertion.comparator_terms = _comparator_terms(claim[match.end():], vocab)
+            after = claim[match.end():]
+            adjective = re.match(r"\s*(?:well|good|effective|efficacious|fast|quickly|safe|strong)\b", after, re.I)
+            second_as = re.search(r"\bas\b", after[:SECOND_AS_WINDOW]) if name == "equal" and adjective else None
+            if second_as:
+                after = after[second_as.end():]  # "just as well for depression as | IV ketamine"
+            assertion.comparator_text = _comparator_phrase(after, vocab)
+            assertion.comparator_terms = _terms_of(assertion.comparator_text)
             return
 
 
-def _comparator_terms(after: str, vocab: StanceVocabulary) -> list[str]:
-    """The words naming what a claim compares with: those after the comparison, up to where the
-    claim's setting begins ("than ECT | for severe depression"), as written (not their expansions,
-    and not qualifier words such as "well" or "drip")."""
-    def terms(phrase: str) -> list[str]:
-        lowered = phrase.lower()
-        return [t for t in claim_terms(phrase) if t in lowered and t not in _QUALIFIER_WORDS][:6]
+SECOND_AS_WINDOW = 60  # "just as well (for depression) as X": the comparator follows the second "as"
 
+
+def _terms_of(phrase: str) -> list[str]:
+    """A phrase's words as written (not their expansions), without qualifier words ("well", "drip")."""
+    lowered = phrase.lower()
+    return [t for t in claim_terms(phrase) if t in lowered and t not in _QUALIFIER_WORDS][:6]
+
+
+def _comparator_phrase(after: str, vocab: StanceVocabulary) -> str:
+    """What a claim compares with: the words after the comparison, up to where the claim's setting
+    begins ("than ECT | for severe depression", "as IV ketamine | given in a clinic")."""
     for end in vocab.comparator_end.finditer(after):
-        found = terms(after[:end.start()])
-        if found:
-            return found
-    return terms(after)
+        if _terms_of(after[:end.start()]):
+            return after[:end.start()].strip()
+    return after.strip()
 
 
 _NAME = re.compile(r"\b[A-Z][A-Za-z]*[A-Z0-9](?:[\w-]*[A-Za-z0-9])?\b")  # SUSTAIN-1, ESCAPE-TRD, KetECT, ASPIRE
@@ -378,6 +399,7 @@ KEY_TERM_SHARE = 0.5  # a study bears on a claim when its text has at least this
 
 
 RARE_SHARE = 0.05  # a claim word in fewer than this share of studies names the claim's subject
+COMPARATOR_SHARE = 0.25  # a comparator's word in more studies than this says nothing about which side
 # A result sentence names the modifier by any of its words rarer than this ("opioid", not "receptor").
 MODIFIER_WORD_SHARE = 0.2
 
@@ -387,7 +409,13 @@ def keep_rare_terms(conn: Any, assertion: Assertion) -> Assertion:
     ("reduces", "regular") say nothing about which studies bear on the claim. Of the modifier's
     words ("opioid receptor blockade with naltrexone") the rare ones, or else the rarest, are kept."""
     total = conn.execute("select count(*) from studies").fetchone()[0] or 1
-    shares = {term: _share(conn, term, total) for term in {*assertion.key_terms, *assertion.modifier_terms}}
+    shares = {term: _share(conn, term, total)
+              for term in {*assertion.key_terms, *assertion.modifier_terms, *assertion.comparator_terms}}
+    # What a claim compares with is named by its uncommon words ("midazolam", not "infusion").
+    named = [t for t in assertion.comparator_terms if shares[t] is not None and shares[t] < COMPARATOR_SHARE]
+    if assertion.comparator_terms:
+        known = sorted((t for t in assertion.comparator_terms if shares[t] is not None), key=lambda t: shares[t])
+        assertion.comparator_terms = named or known[:1] or assertion.comparator_terms
     assertion.key_terms = [t for t in assertion.key_terms if shares[t] is not None and shares[t] < RARE_SHARE]
     known = [t for t in assertion.modifier_terms if shares[t] is not None]
     rare = [t for t in known if shares[t] < RARE_SHARE]
@@ -408,7 +436,8 @@ def _share(conn: Any, term: str, total: int) -> float | None:
 
 def bears_on(assertion: Assertion, study: StudyContext) -> bool:
     """Whether the study is about what the claim is about: its drug, population, condition, key terms."""
-    if assertion.drugs and not assertion.drugs & set(study.drugs):
+    drugs = own_drugs(assertion) or assertion.drugs
+    if drugs and not drugs & set(study.drugs):
         return False
     if assertion.populations and not assertion.populations & set(study.populations):
         return False
@@ -416,6 +445,8 @@ def bears_on(assertion: Assertion, study: StudyContext) -> bool:
     # A study with no indication tag is not known to be about another condition.
     if claimed and study.indications and not (claimed & set(study.indications)
                         or (claimed & _DEPRESSIONS and _DEPRESSIONS & set(study.indications))):
+        return False
+    if assertion.recreational and study.text and not stance_vocabulary().recreational_study.search(study.text):
         return False
     if assertion.modifier_terms and study.text and not any(t in study.text for t in assertion.modifier_terms):
         return False
@@ -435,10 +466,10 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
         return Stance("neutral", reason="not about the claim's drug, population, condition or subject")
     if _treats_the_harm(assertion, study):
         return Stance("neutral", reason="the claimed harm is the condition the study treats")
-    if assertion.comparison and assertion.comparator_terms:
+    if assertion.comparison and assertion.comparator_terms and all(_sides(assertion)):
+        # The sides are known: only a sentence comparing them decides ("both improved" does not).
         compared = _comparison_stance(assertion, study.reported or list(dict.fromkeys(f.sentence for f in findings)))
-        if compared is not None:
-            return compared
+        return compared or Stance("neutral", reason="no result compares the claim's two sides")
     if assertion.modifier_terms:
         return _modifier_stance(assertion, study)
     relevant = _relevant(assertion, findings)
@@ -451,6 +482,8 @@ def study_stance(assertion: Assertion, findings: list[Finding], quantities: list
     if assertion.effect == "absence":
         votes += [("-", f) for f in _harms_reported(assertion, study.reported)
                   if not any(f.sentence == g.sentence for _, g in votes)]
+    votes += [("m", f) for f in _mixed_evidence(assertion, study.reported)
+              if not any(f.sentence == g.sentence for _, g in votes)]
     if assertion.timepoint_h:
         votes = [(v, f) for v, f in votes if _near(assertion.timepoint_h, _timepoints(f.sentence, stance_vocabulary()))]
     if not votes:
@@ -517,8 +550,10 @@ def _comparison_stance(assertion: Assertion, sentences: list[str]) -> Stance | N
     if not drug_side or not comparator_side:
         return None
     table = _COMPARISON_VOTES[assertion.comparison]
+    both_named = any(p.search(s.lower()) for s in sentences for p in drug_side) and \
+        any(p.search(s.lower()) for s in sentences for p in comparator_side)
     votes = [(table[reading], sentence) for sentence in sentences
-             for reading in _comparative_readings(sentence, drug_side, comparator_side)]
+             for reading in _comparative_readings(sentence, drug_side, comparator_side, both_named)]
     if not votes:
         return None
     plus = [s for v, s in votes if v == "+"]
@@ -532,35 +567,53 @@ def _comparison_stance(assertion: Assertion, sentences: list[str]) -> Stance | N
     return Stance("mixed", votes[-1][1], "the comparison differs by outcome or time point")
 
 
+def own_drugs(assertion: Assertion) -> set[str]:
+    """The drugs a claim is about, without those it compares them with ("Spravato is safer than
+    regular ketamine": esketamine)."""
+    phrase = assertion.comparator_text.lower()
+    compared = {d for d, patterns in _tag_patterns("drug").items() if any(p.search(phrase) for p in patterns)}
+    return assertion.drugs - compared
+
+
 def _sides(assertion: Assertion) -> tuple[list[re.Pattern], list[re.Pattern]]:
-    """Patterns naming the claim's drug and what it is compared with ("IV ketamine" against
-    "esketamine": the drug is esketamine, the comparator racemic ketamine)."""
-    drugs = _drug_patterns()
-    compared_drugs = {d for d, patterns in drugs.items()
-                      if any(p.fullmatch(t) for t in assertion.comparator_terms for p in patterns)}
+    """Patterns naming the claim's side and what it is compared with: drugs ("IV ketamine" against
+    "esketamine": esketamine against racemic ketamine), or routes when both sides are the same drug
+    ("tablets at home as well as IV ketamine": oral and sublingual against intravenous)."""
+    drugs, routes = _tag_patterns("drug"), _tag_patterns("route")
+    phrase = assertion.comparator_text.lower()
+    compared_drugs = {d for d, patterns in drugs.items() if any(p.search(phrase) for p in patterns)}
     own = (assertion.drugs or set(_FAMILY)) - compared_drugs
-    drug_side = [p for d in sorted(own) for p in drugs.get(d, [])]
-    comparator_side = [p for d in sorted(compared_drugs) for p in drugs[d]]
-    comparator_side += [re.compile(r"(?<![a-z0-9-])" + re.escape(t) + r"(?![a-z0-9])")
-                        for t in assertion.comparator_terms
-                        if not any(p.fullmatch(t) for d in compared_drugs for p in drugs[d])]
-    return drug_side, comparator_side
+    if own:
+        comparator_side = [p for d in sorted(compared_drugs) for p in drugs[d]]
+        comparator_side += [re.compile(r"(?<![a-z0-9-])" + re.escape(t) + r"(?![a-z0-9])")
+                            for t in assertion.comparator_terms
+                            if not any(p.fullmatch(t) for d in compared_drugs for p in drugs[d])]
+        return [p for d in sorted(own) for p in drugs.get(d, [])], comparator_side
+    compared_routes = {r for r, patterns in routes.items() if any(p.search(phrase) for p in patterns)}
+    own_routes = assertion.routes - compared_routes
+    if not own_routes or not compared_routes:
+        return [], []
+    return ([p for r in sorted(own_routes) for p in routes[r]],
+            [p for r in sorted(compared_routes) for p in routes[r]])
 
 
-@functools.lru_cache(maxsize=1)
-def _drug_patterns() -> dict[str, list[re.Pattern]]:
-    """Each drug tag's patterns (tag vocabulary), as whole words."""
+@functools.lru_cache(maxsize=4)
+def _tag_patterns(kind: str) -> dict[str, list[re.Pattern]]:
+    """Each tag's patterns of one kind (tag vocabulary), as whole words."""
     from ..tagging.vocabulary import load_vocabulary
 
     return {tag.id: [re.compile(r"(?<![a-z0-9])(?:" + p + r")(?![a-z0-9])") for p in tag.patterns]
-            for tag in load_vocabulary().tags.values() if tag.kind == "drug"}
+            for tag in load_vocabulary().tags.values() if tag.kind == kind}
 
 
-def _comparative_readings(sentence: str, drug_side: list[re.Pattern], comparator_side: list[re.Pattern]) -> list[str]:
-    """Which side each clause of a sentence favours: "drug", "comparator" or "equal"."""
+def _comparative_readings(sentence: str, drug_side: list[re.Pattern], comparator_side: list[re.Pattern],
+                          both_named: bool = False) -> list[str]:
+    """Which side each clause of a sentence favours: "drug", "comparator" or "equal". In a study
+    naming both sides, "the two groups did not differ" is about them."""
     patterns = stance_vocabulary().comparative
     lowered = sentence.lower()
-    if not any(p.search(lowered) for p in comparator_side):
+    groups = both_named and patterns["both_groups"].search(lowered)
+    if not groups and not any(p.search(lowered) for p in comparator_side):
         return []  # "superior to placebo" says nothing on a claim against ECT
     readings = []
     for clause in patterns["clause_split"].split(lowered):
@@ -568,7 +621,7 @@ def _comparative_readings(sentence: str, drug_side: list[re.Pattern], comparator
             continue  # a side effect, a cost or the design, not the treatment effect
         if patterns["harm_context"].search(clause) and not _efficacy_compared(clause, patterns):
             continue
-        reading = _clause_reading(clause, drug_side, comparator_side, patterns)
+        reading = _clause_reading(clause, drug_side, comparator_side, patterns, bool(groups))
         if reading:
             readings.append(reading)
     return readings
@@ -583,7 +636,7 @@ def _efficacy_compared(clause: str, patterns: dict[str, re.Pattern]) -> bool:
 
 
 def _clause_reading(clause: str, drug_side: list[re.Pattern], comparator_side: list[re.Pattern],
-                    patterns: dict[str, re.Pattern]) -> str | None:
+                    patterns: dict[str, re.Pattern], groups: bool = False) -> str | None:
     named = sorted([(m.start(), "drug") for p in drug_side for m in p.finditer(clause)]
                    + [(m.start(), "comparator") for p in comparator_side for m in p.finditer(clause)])
 
@@ -608,7 +661,7 @@ def _clause_reading(clause: str, drug_side: list[re.Pattern], comparator_side: l
         if side is None:
             return None
         return other[side] if flip else side
-    if patterns["equal"].search(clause) and named:
+    if patterns["equal"].search(clause) and (named or groups):
         return "equal"
     return None
 
@@ -679,6 +732,8 @@ def _vote(assertion: Assertion, finding: Finding) -> str | None:
 
 
 _NEGATED_HARM = re.compile(r"\b(?:no|not|none|without|neither|nor|absence of|free of)\b")
+_LESS_OF = re.compile(r"\b(?:lower|less|fewer|reduced|decreased|lowest)\W+(?:\w+\W+)?$")  # "lower psychotic scores"
+HARM_WINDOW = 60  # characters around "were reported" in which the harm must be named
 
 
 def _harms_reported(assertion: Assertion, sentences: list[str]) -> list[Finding]:
@@ -688,17 +743,37 @@ def _harms_reported(assertion: Assertion, sentences: list[str]) -> list[Finding]
     claimed = assertion.outcomes & vocab.harms
     if not claimed:
         return []
-    wanted = vocab.harms if "adverse_events" in claimed else claimed
+    # "Safe ... does not raise blood pressure": the harm it names, not every side effect.
+    wanted = (claimed - {"adverse_events"}) or vocab.harms
     outcomes = [o for o in findings_vocab.outcomes if o.id in wanted]
     out = []
     for index, sentence in enumerate(sentences):
         lowered = sentence.lower()
-        reported = vocab.harm_reported.search(lowered)
-        if not reported or _NEGATED_HARM.search(lowered):
+        if _NEGATED_HARM.search(lowered):
+            continue
+        for reported in vocab.harm_reported.finditer(lowered):
+            near = lowered[max(0, reported.start() - HARM_WINDOW):reported.end() + HARM_WINDOW]
+            outcome = next((o for o in outcomes if (m := o.regex.search(near))
+                            and not _LESS_OF.search(near[max(0, m.start() - 20):m.start()])), None)
+            if outcome is not None:
+                out.append(Finding(outcome.id, "increased", False, False, index, None, sentence))
+                break
+    return out
+
+
+def _mixed_evidence(assertion: Assertion, sentences: list[str]) -> list[Finding]:
+    """"Trials indicate antidepressant effects, but results are inconsistent": a study saying the
+    evidence on the claim's outcome goes both ways."""
+    vocab, findings_vocab = stance_vocabulary(), load_findings_vocabulary()
+    outcomes = [o for o in findings_vocab.outcomes if o.id in assertion.outcomes]
+    out = []
+    for index, sentence in enumerate(sentences):
+        lowered = sentence.lower()
+        if not vocab.mixed_evidence.search(lowered):
             continue
         outcome = next((o for o in outcomes if o.regex.search(lowered)), None)
         if outcome is not None:
-            out.append(Finding(outcome.id, "increased", False, False, index, None, sentence))
+            out.append(Finding(outcome.id, "mixed", True, False, index, None, sentence))
     return out
 
 

@@ -35,7 +35,10 @@ _AIM = re.compile(r"^(?:methods?|background|objectives?|aims?|design|setting|par
                   r"\b(?:we aimed|this study aimed|the aim|aims? (?:of|to|was)|objectives? (?:of|was|were)|purpose|"
                   r"we hypothesi[sz]ed|hypothesi[sz]ed that|"
                   r"(?:was|were|is) (?:designed|conducted|performed) to|sought to|to (?:evaluate|assess|investigate|"
-                  r"examine|determine|compare|explore|test) (?:the|whether|if))\b")
+                  r"examine|determine|compare|explore|test) (?:the|whether|if)|"
+                  r"(?:this|the present|the current|our) (?:paper|review|article|study|report) "
+                  r"(?:assesses|examines|evaluates|explores|investigates|describes|discusses|summari[sz]es|reviews)|"
+                  r"we (?:synthesi[sz]ed|summari[sz]ed|reviewed|review|discuss|describe|examined whether))\b")
 _LEFT = r"(?<![a-z0-9])"  # patterns start at a word start
 MAX_SENTENCE = 2_000  # longer "sentences" are splitting failures (tables, lists): not read
 
@@ -166,10 +169,12 @@ def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary) -> list[Fin
         previous = mentions or previous
         if not cues:
             continue
+        flipped = _control_group_first(clause, cues)
         for outcome, position in mentions:
             direction = _direction_for(outcome, position, cues)
             if direction:
-                directions.setdefault(outcome.id, []).append(direction)
+                directions.setdefault(outcome.id, []).append(_FLIPPED.get(direction, direction) if flipped
+                                                            else direction)
     out = []
     for outcome_id, found in directions.items():
         outcome = vocab.outcome(outcome_id)
@@ -178,6 +183,23 @@ def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary) -> list[Fin
         out.append(Finding(outcome_id, direction, hedged, comparison, sentence.index, sentence.section,
                            sentence.text, outcome.tag if outcome else None))
     return out
+
+
+_CONTROL_ARM = re.compile(r"\b(?:control|placebo|saline|sham|usual[- ]care|standard[- ]care)(?: \w+)? "
+                          r"(?:group|arm|condition|cohort)s?\b")
+_DRUG_ARM = re.compile(r"\b(?:(?:es|ar)?ketamine|[sr]-ketamine|intervention|treatment|experimental|active) "
+                       r"(?:group|arm|condition|cohort)s?\b")
+_FLIPPED = {"improved": "worsened", "worsened": "improved", "increased": "decreased", "decreased": "increased"}
+
+
+def _control_group_first(clause: str, cues: list[tuple[int, int, str]]) -> bool:
+    """The clause says how the control arm fared against the drug's ("depression in the control group
+    was higher compared to the esketamine group"): its change words are the drug's, turned round."""
+    control, drug = _CONTROL_ARM.search(clause), _DRUG_ARM.search(clause)
+    if not control or not drug or control.start() > drug.start():
+        return False
+    changes = [c for c in cues if c[2] != "no_difference" and control.end() <= c[0] < drug.start()]
+    return bool(changes)
 
 
 def _combine(directions: set[str]) -> str:
