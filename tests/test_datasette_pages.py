@@ -626,3 +626,44 @@ def test_table_permissions_are_looked_up_once_and_still_enforced(site_kb):
         assert get(ds, "/kb/studies").status_code == 200
     info = ds._table_permission_allows.cache_info()
     assert info.hits > 0 and info.misses <= 200
+
+
+def test_the_studies_search_is_planned_on_the_indexes_and_reads_as_datasettes(ds, site_kb):
+    """?_search= on the studies page: the same rows, count, facets and search box as Datasette's own
+    search, the SQL written so SQLite walks the year index instead of fetching every match."""
+
+    data = get(ds, "/kb/studies.json", _search="dissociation", on_topic="1", _shape="objects").json()
+    conn = sqlite3.connect(site_kb)
+    expected = [r[0] for r in conn.execute(
+        "select id from studies where on_topic = 1 and rowid in (select rowid from studies_fts where studies_fts "
+        "match '\"dissociation\"') order by year desc, rowid desc")]
+    assert [r["id"] for r in data["rows"]] == expected[:len(data["rows"])] and data["filtered_table_rows_count"] \
+        == len(expected)
+    assert "+rowid in (select rowid from studies_fts" in data["query"]["sql"]
+    assert 'search matches "dissociation"' in data["human_description_en"]
+    html = get(ds, "/kb/studies", _search="dissociation", on_topic="1").text
+    assert 'value="dissociation"' in html and "search matches" in html
+    # Another order has no index to walk: Datasette's own search plans it.
+    other = get(ds, "/kb/studies.json", _search="dissociation", on_topic="1", _sort="title").json()
+    assert "+rowid" not in other["query"]["sql"] and other["filtered_table_rows_count"] == len(expected)
+    # A search typed into the box replaces the one the page's hidden fields carry.
+    again = get(ds, "/kb/studies.json?_kb_search=dissociation&_search=cystitis&on_topic=1").json()
+    assert again["query"]["params"]["kb_search"] == "cystitis"
+    # ... and in another order too, where Datasette's search takes the typed one over.
+    mixed = get(ds, "/kb/studies.json?_kb_search=dissociation&_search=cystitis&on_topic=1&_sort=title").json()
+    assert "+rowid" not in mixed["query"]["sql"] and mixed["query"]["params"].get("search") == "cystitis"
+    # A link Datasette wrote (next page, facet, sort) carries _kb_search: it is the same search.
+    carried = get(ds, "/kb/studies.json?_kb_search=dissociation&on_topic=1&_sort=title").json()
+    assert carried["filtered_table_rows_count"] == len(expected) and "+rowid" not in carried["query"]["sql"]
+
+
+def test_the_studies_search_query_is_handed_to_the_planner_for_its_order():
+    from ingest.site.plugins.table_search import planned_query
+
+    assert planned_query("on_topic=1") is None
+    assert planned_query("_search=x&on_topic=1") == "_kb_search=x&on_topic=1"
+    assert planned_query("_search=x&_sort_desc=year") == "_kb_search=x&_sort_desc=year"
+    assert planned_query("_search=x&_sort=title") is None
+    assert planned_query("_kb_search=x&_sort=title") == "_search=x&_sort=title"
+    assert planned_query("_kb_search=old&_search=new") == "_kb_search=new"
+    assert planned_query("_kb_search=x") is None
