@@ -20,10 +20,13 @@ SPLITS = {"dev": "findings_dev.jsonl", "test": "findings_test.jsonl"}
 
 
 def load_findings_gold(split: str, folder: Path = GOLD) -> list[dict]:
-    path = folder / SPLITS[split]
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """One split's sentences: round 1's (every 12th result sentence) and round 2's (sentences stating
+    a quantity-like number, folder/round2/)."""
+    items = []
+    for path in (folder / SPLITS[split], folder / "round2" / SPLITS[split]):
+        if path.exists():
+            items += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return items
 
 
 @dataclass

@@ -727,7 +727,8 @@ def _vote(assertion: Assertion, finding: Finding) -> str | None:
         return "-" if direction == "no_difference" else None
     # absence: "no side effects", "not addictive", "does not work"
     if finding.outcome in stance_vocabulary().harms:
-        return "-" if bad_change else "+"
+        # "well tolerated", "fewer side effects": less of the harm, not none of it
+        return "-" if bad_change else ("+" if direction == "no_difference" else None)
     return "+" if direction == "no_difference" else ("-" if good else None)
 
 
@@ -934,7 +935,9 @@ def _timepoints(sentence: str, vocab: StanceVocabulary) -> list[float]:
     for match in vocab.timepoint.finditer(sentence):
         if match.group("first"):
             unit = next((u for u in ("day", "week", "month") if u in match.group(0).lower()), "day")
-            out.append(float(match.group("first")) * _UNIT_HOURS[unit])
+            # "at postpartum days 14, 28, and 42": each day listed is a time point
+            numbers = [match.group("first"), *re.findall(r"\d+", match.group("more") or "")]
+            out += [float(n) * _UNIT_HOURS[unit] for n in numbers]
         elif match.group("n") and match.group("unit"):
             hours = _hours(match.group("n"), _unit_word(match.group("unit")))
             if hours is not None:

@@ -33,7 +33,7 @@ _RESULT_MARKERS = re.compile(r"\bp\s*[<=>≤]|significant|\b\d+(?:\.\d+)?\s?%|\b
 # A sentence stating what the study set out to do reports no result.
 _AIM = re.compile(r"^(?:methods?|background|objectives?|aims?|design|setting|participants)\s*:|"
                   r"\b(?:we aimed|this study aimed|the aim|aims? (?:of|to|was)|objectives? (?:of|was|were)|purpose|"
-                  r"we hypothesi[sz]ed|hypothesi[sz]ed that|"
+                  r"we hypothesi[sz]ed?\b|hypothesi[sz]ed that|we (?:expect|anticipate|predict) that|"
                   r"(?:was|were|is) (?:designed|conducted|performed) to|sought to|to (?:evaluate|assess|investigate|"
                   r"examine|determine|compare|explore|test) (?:the|whether|if)|"
                   r"(?:this|the present|the current|our) (?:paper|review|article|study|report) "
@@ -84,6 +84,8 @@ class FindingsVocabulary:
     time_units: dict[str, float]
     rate_words: dict[str, re.Pattern]
     time_kinds: dict[str, re.Pattern]
+    incidence_outcomes: frozenset[str] = frozenset()
+    well_tolerated: re.Pattern | None = None
 
     def outcome(self, outcome_id: str) -> Outcome | None:
         return next((o for o in self.outcomes if o.id == outcome_id), None)
@@ -109,6 +111,8 @@ def load_findings_vocabulary(path: Path = FINDINGS_FILE) -> FindingsVocabulary:
         time_units={str(k): float(v) for k, v in data["time_units"].items()},
         rate_words={name: _alternation(patterns) for name, patterns in data["rate_words"].items()},
         time_kinds={name: _alternation(patterns) for name, patterns in data["time_kinds"].items()},
+        incidence_outcomes=frozenset(str(o) for o in data.get("incidence_outcomes") or ()),
+        well_tolerated=_alternation(data["well_tolerated"]) if data.get("well_tolerated") else None,
     )
 
 
@@ -140,7 +144,9 @@ def extract_findings(sentences: list[Sentence], vocab: FindingsVocabulary | None
 
 # --------------------------------------------------------------------------- directions
 
-_CLAUSE_BREAK = re.compile(r";|,?\s+\b(?:but|whereas|while|although|though|however|yet)\b,?|\.\s")
+# ("vs. ", "e.g. " and "et al. " end no clause)
+_CLAUSE_BREAK = re.compile(r";|,?\s+\b(?:but|whereas|while|although|though|however|yet)\b,?|"
+                           r"(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)(?<!\bal)\.\s")
 
 
 def _clauses(text: str) -> list[tuple[int, str]]:
@@ -168,6 +174,9 @@ def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary) -> list[Fin
             mentions = [(outcome, len(clause)) for outcome, _ in previous]
         previous = mentions or previous
         if not cues:
+            # "PPD occurred in 18.8% in the esketamine group and 39.3% in the control group (P = 0.004)"
+            cues = _rate_comparison_cues(clause, text)
+        if not cues:
             continue
         flipped = _control_group_first(clause, cues)
         for outcome, position in mentions:
@@ -175,6 +184,11 @@ def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary) -> list[Fin
             if direction:
                 directions.setdefault(outcome.id, []).append(_FLIPPED.get(direction, direction) if flipped
                                                             else direction)
+    if vocab.well_tolerated is not None and "adverse_events" not in directions \
+            and vocab.well_tolerated.search(text):
+        directions["adverse_events"] = ["decreased"]
+    for outcome_id in _rates_stated(text, vocab):
+        directions.setdefault(outcome_id, ["improved"])
     out = []
     for outcome_id, found in directions.items():
         outcome = vocab.outcome(outcome_id)
@@ -185,11 +199,60 @@ def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary) -> list[Fin
     return out
 
 
+def _rates_stated(text: str, vocab: FindingsVocabulary) -> list[str]:
+    """ "25% of the sample met criteria for response": a response or remission rate the study
+    reports is a result on that outcome (improved: patients responded), unless the sentence
+    says they did not."""
+    if vocab.directions["no_difference"].search(text) or re.search(r"\bnon-?(?:responders?|remitters?)\b", text):
+        return []
+    kinds = {q[0] for _, clause in _clauses(text) for q in _rates(clause, vocab) + _fractions(clause, vocab)}
+    return [outcome for kind, outcome in (("response_rate", "response"), ("remission_rate", "remission"))
+            if kind in kinds]
+
+
 _CONTROL_ARM = re.compile(r"\b(?:control|placebo|saline|sham|usual[- ]care|standard[- ]care)(?: \w+)? "
                           r"(?:group|arm|condition|cohort)s?\b")
 _DRUG_ARM = re.compile(r"\b(?:(?:es|ar)?ketamine|[sr]-ketamine|intervention|treatment|experimental|active) "
                        r"(?:group|arm|condition|cohort)s?\b")
 _FLIPPED = {"improved": "worsened", "worsened": "improved", "increased": "decreased", "decreased": "increased"}
+
+
+_SIGNIFICANT = re.compile(r"\bp\s*(?:<|≤|=)\s*0?\.0(?:[0-4]\d*|5\b(?=\s*\)|\s*,|\s*;))|\bp\s*<\s*0?\.05\b|"
+                          r"(?<!not )(?<!non-)(?<!non)\bsignificant(?:ly)?\b")
+_NOT_SIGNIFICANT = re.compile(r"\bp\s*(?:=|>|≥)\s*0?\.(?:[1-9]|0[5-9]\d)|\b(?:not|non-?)\s*significant|\bn\.?s\.?\b")
+ARM_WINDOW = 60  # characters between a rate and the arm it is the rate of
+
+
+def _rate_comparison_cues(clause: str, sentence: str) -> list[tuple[int, int, str]]:
+    """A direction from two arms' rates: the drug arm's rate lower than the control arm's is a
+    decrease, higher an increase; when the sentence says the difference is not significant, no
+    difference. Nothing when it gives no significance either way (a numeric gap alone is not a
+    result)."""
+    tokens = sorted([(m.start(), m.end(), "rate", float(m.group(1))) for m in _PERCENT.finditer(clause)
+                     if not re.match(r"\s*(?:ci\b|confidence|credible)", clause[m.end():])]
+                    + [(m.start(), m.end(), "drug", None) for m in _DRUG_ARM.finditer(clause)]
+                    + [(m.start(), m.end(), "control", None) for m in _CONTROL_ARM.finditer(clause)])
+    rates: dict[str, tuple[int, float]] = {}
+    for i, (start, end, kind, value) in enumerate(tokens):
+        if kind != "rate":
+            continue
+        after = tokens[i + 1] if i + 1 < len(tokens) else None
+        before = tokens[i - 1] if i else None
+        if after and after[2] != "rate" and after[0] - end <= ARM_WINDOW:
+            arm = after[2]
+        elif before and before[2] != "rate" and start - before[1] <= ARM_WINDOW // 2:
+            arm = before[2]
+        else:
+            continue
+        rates.setdefault(arm, (start, value))
+    if len(rates) < 2 or rates["drug"][1] == rates["control"][1]:
+        return []
+    start = min(rates["drug"][0], rates["control"][0])
+    if _NOT_SIGNIFICANT.search(sentence):
+        return [(start, start + 1, "no_difference")]
+    if not _SIGNIFICANT.search(sentence):
+        return []
+    return [(start, start + 1, "decrease" if rates["drug"][1] < rates["control"][1] else "increase")]
 
 
 def _control_group_first(clause: str, cues: list[tuple[int, int, str]]) -> bool:
@@ -264,9 +327,15 @@ _DIRECTION_BY_POLARITY = {
 # --------------------------------------------------------------------------- quantities
 
 _PERCENT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s?(?:%|per ?cent\b)")
-_NOT_A_RATE_AFTER = re.compile(r"\s*(?:ci\b|confidence|credible|reduction|decrease|improvement|increase|change|"
-                               r"or more|greater|of the (?:variance|total)|power|agreement)")
-_NOT_A_RATE_BEFORE = re.compile(r"(?:95|90|99)\s?%?\s*$|≥\s*$|>=\s*$|at least\s*$|\bby\s*$")
+_NOT_A_RATE_AFTER = re.compile(r"[\s-]*(?:ci\b|confidence|credible|reduction|decrease|improvement|increase|change|"
+                               r"or more|greater|of the (?:variance|total)|power|agreement|"
+                               # "197 (66.3%) female": who the patients were, not a rate of anything
+                               r"[)\]]?\s*(?:were |was )?(?:female|male|women|men|white|black|caucasian|asian|"
+                               r"hispanic|married|employed|smokers?|of (?:the )?(?:sample|participants|patients) "
+                               r"(?:were|was) (?:female|male|women|men)))")
+_NOT_A_RATE_BEFORE = re.compile(r"(?:95|90|99)\s?%?\s*$|≥\s*$|>=\s*$|at least\s*$|\bby\s*$|"
+                                r"\b(?:reduction|decrease|improvement|change|drop|fall) (?:of|by|in \w+ of)\s*$|"
+                                r"\b(?:exceeded|above|over|below|under)\s*$")
 _DENOMINATOR_AFTER = re.compile(r"\s*\(?\s*(?:n\s*=\s*)?(\d{1,6})\s*/\s*(\d{1,6})\s*\)?")
 _DENOMINATOR_BEFORE = re.compile(r"(\d{1,6})\s*(?:/|of|out of)\s*(\d{1,6})\s*(?:\w+\s+){0,2}\(?\s*$")
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -299,21 +368,18 @@ def _quantity(sentence: Sentence, offset: int, found: tuple) -> Quantity:
 
 def _rates(clause: str, vocab: FindingsVocabulary) -> list[tuple]:
     out = []
-    for match in _PERCENT.finditer(clause):
+    matches = [m for m in _PERCENT.finditer(clause) if not _not_a_rate(clause, m)]
+    listed = _respectively(clause, matches, vocab)
+    previous: tuple[int, str] | None = None  # (end, kind) of the last rate found
+    for i, match in enumerate(matches):
         before, after = clause[max(0, match.start() - 60):match.start()], clause[match.end():match.end() + 40]
-        if _NOT_A_RATE_AFTER.match(after) or _NOT_A_RATE_BEFORE.search(before):
-            continue
-        kind = _nearest_kind(vocab.rate_words, clause, match.start(), match.end(), before_window=60, after_window=40)
-        if kind is None:
-            # "24 (26.7%) in the esketamine group and 39 (45.3%) in the placebo group experienced
-            # relapse": the outcome the clause ends on, when it is a rate's own outcome.
-            kind = _nearest_kind(_outcome_rate_words(vocab), clause, match.start(), match.end(), before_window=0,
-                                 after_window=len(clause))
+        kind = (listed[i] if listed else None) or _rate_kind(clause, match, vocab, previous)
         if kind is None:
             continue
         value = float(match.group(1))
         if value > 100:
             continue
+        previous = (match.end(), kind)
         denominator = None
         start, end = match.start(), match.end()
         following = _DENOMINATOR_AFTER.match(after)
@@ -324,6 +390,76 @@ def _rates(clause: str, vocab: FindingsVocabulary) -> list[tuple]:
             denominator, start = int(preceding.group(2)), match.start() - (len(before) - preceding.start())
         out.append((kind, value, "%", start, end, denominator))
     return out
+
+
+def _not_a_rate(clause: str, match: re.Match) -> bool:
+    """A confidence level, a change ("a 50% reduction", "a reduction of 50%"), a threshold."""
+    before, after = clause[max(0, match.start() - 60):match.start()], clause[match.end():match.end() + 40]
+    return bool(_NOT_A_RATE_AFTER.match(after) or _NOT_A_RATE_BEFORE.search(before))
+
+
+# "achieved response", "met criteria for remission": the verb after a percentage names its outcome.
+_RATE_VERB_AFTER = re.compile(r"\s*(?:\(\s*\d+\s*/\s*\d+\s*\)\s*)?(?:of (?:the )?(?:\w+ ){0,2})?(?:achieved|attained|"
+                              r"met (?:the )?criteria for|reached|were in|showed|had|experienced|maintain\w*)\s+"
+                              r"(?:a |an |full |sustained |stable )?")
+# "18.3% vs. 10.6%", "(65% vs 41%)", "the tramadol group (23.3%) compared to the ketamine group (36.7%)"
+_SAME_KIND_BETWEEN = re.compile(r"^(?:vs\.|[^.;%]){0,45}$")
+_PAIRING_WORD = re.compile(r"\b(?:vs\.?|versus|compared (?:with|to)|than|and|or)\b|,")
+_RESPECTIVELY = re.compile(r"\brespectively\b")
+
+
+def _rate_kind(clause: str, match: re.Match, vocab: FindingsVocabulary, previous: tuple[int, str] | None
+               ) -> str | None:
+    """Which rate a percentage is: the verb right after it, else the nearest rate word, else the
+    outcome the clause ends on, else the outcome named right before it, else the kind of the rate
+    it is set against."""
+    verb = _RATE_VERB_AFTER.match(clause, match.end())
+    if verb:
+        bound = _nearest_kind(_outcome_rate_words(vocab), clause, verb.end(), verb.end(), before_window=0,
+                              after_window=1)
+        if bound:
+            return bound
+    kind = _nearest_kind(vocab.rate_words, clause, match.start(), match.end(), before_window=60, after_window=40)
+    if kind is None:
+        # "24 (26.7%) in the esketamine group and 39 (45.3%) in the placebo group experienced
+        # relapse": the outcome the clause ends on, when it is a rate's own outcome.
+        kind = _nearest_kind(_outcome_rate_words(vocab), clause, match.start(), match.end(), before_window=0,
+                             after_window=len(clause))
+    if kind is None and _named_harm_before(clause, match.start(), vocab):
+        kind = "incidence"  # "nausea (31.6%)"
+    if kind is None and previous is not None:
+        between = clause[previous[0]:match.start()]
+        if _SAME_KIND_BETWEEN.match(between) and _PAIRING_WORD.search(between):
+            kind = previous[1]
+    if kind is None and re.search(r"\bvs\.?|\bversus\b", clause[match.end():match.end() + 20]):
+        # the first of "A% vs B%": its rate word may sit further back ("the prevalence of ... was lower (23.0% vs")
+        kind = _nearest_kind(vocab.rate_words, clause, match.start(), match.end(), before_window=140, after_window=0)
+    return kind
+
+
+def _named_harm_before(clause: str, start: int, vocab: FindingsVocabulary) -> bool:
+    window = clause[max(0, start - 30):start]
+    if not re.search(r"\(\s*$", window):
+        return False
+    return any(o.id in vocab.incidence_outcomes and o.regex.search(window) for o in vocab.outcomes)
+
+
+def _respectively(clause: str, matches: list[re.Match], vocab: FindingsVocabulary) -> list[str | None] | None:
+    """ "Response and remission rates were 67% and 58%, respectively": the kinds named before the
+    percentages, in order, one per percentage before "respectively" (None for those after it);
+    None when the clause is not such a list."""
+    said = _RESPECTIVELY.search(clause, matches[0].end()) if matches else None
+    if not said:
+        return None
+    listed = [m for m in matches if m.end() <= said.start()]
+    head = clause[:matches[0].start()]
+    found = sorted((m.start(), kind) for kind, regex in _outcome_rate_words(vocab).items()
+                   for m in regex.finditer(head))
+    kinds = [kind for _, kind in found]
+    kinds = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+    if len(kinds) != len(listed) or len(set(kinds)) != len(kinds):
+        return None
+    return kinds + [None] * (len(matches) - len(listed))
 
 
 def _outcome_rate_words(vocab: FindingsVocabulary) -> dict[str, re.Pattern]:
@@ -406,10 +542,19 @@ _NOT_AN_EFFECT_TIME = re.compile(r"(?:\b(?:the )?(?:past|last|previous|preceding
 _AGO_AFTER = re.compile(r"\s+(?:ago|earlier|before (?:the )?(?:study|enrol\w*|inclusion|admission))\b")
 
 
+# "over a 48-hour period", "during the 12-week observation window": the length of the observation.
+_PERIOD_AFTER = re.compile(r"[\s-]*(?:observation |study |follow-?up )?(?:period|window)\b")
+
+
+# "at 3-month and 1-year follow-ups": the times listed before the word it is said of
+_MORE_TIMES_AFTER = re.compile(r"^(?:\s*(?:,|and|or)\s*\d+(?:\.\d+)?[\s-]*(?:days?|weeks?|months?|years?))+")
+
+
 def _time_kind(vocab: FindingsVocabulary, clause: str, start: int, end: int) -> str | None:
     """Which time it is, from the phrase right before it (or "follow-up" right after it)."""
     after = clause[end:end + 25]
-    if vocab.time_kinds["follow_up"].match(after.lstrip(" -")):
+    after = _MORE_TIMES_AFTER.sub("", clause[end:end + 60], count=1)[:25]
+    if vocab.time_kinds["follow_up"].match(after.lstrip(" -")) or _PERIOD_AFTER.match(after):
         return "follow_up"
     return _nearest_kind(vocab.time_kinds, clause, start, end, before_window=45, after_window=0)
 
