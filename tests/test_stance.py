@@ -396,3 +396,17 @@ def test_a_study_saying_the_evidence_is_inconsistent_is_mixed():
     claim = "Arketamine relieves depression."
     assert judged(claim, ["Trials indicate potential antidepressant effects, but results are inconsistent."],
                   drugs=["arketamine"]).label == "mixed"
+
+
+def test_time_points_listed_together_are_each_a_time_point():
+    claim = "Esketamine reduced postpartum depression at around six weeks compared with saline."
+    assert judged(claim, ["There were no differences between the groups in the incidence of PPD at postpartum "
+                          "days 14, 28, and 42."], drugs=["esketamine"],
+                   indications=["postpartum_depression"]).label == "contradicts"
+
+
+def test_a_contrast_set_beside_the_claim_names_no_required_subject():
+    claim = "Ketamine lifts depression within hours, while regular antidepressants like SSRIs take weeks."
+    assert "ssris" not in assertion(claim).key_terms
+    assert "ssris" in assertion("Ketamine works faster than SSRIs in adolescents taking ssris.").key_terms \
+        or assertion("Ketamine works faster than SSRIs in adolescents taking ssris.").comparator_terms

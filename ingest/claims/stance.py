@@ -307,12 +307,19 @@ def _comparator_phrase(after: str, vocab: StanceVocabulary) -> str:
 _NAME = re.compile(r"\b[A-Z][A-Za-z]*[A-Z0-9](?:[\w-]*[A-Za-z0-9])?\b")  # SUSTAIN-1, ESCAPE-TRD, KetECT, ASPIRE
 
 
+_ASIDE = re.compile(r",\s*(?:while|whereas|unlike)\b")
+
+
 def _key_terms(claim: str, assertion: Assertion) -> list[str]:
     """Names in the claim that are not vocabulary words (a trial's name: "TRANSFORM-2", "ASPIRE"):
     a study bears on such a claim only if it names them too."""
     findings_vocab = load_findings_vocabulary()
     tag_words = _tag_abbreviations()
     out = []
+    # "..., while regular antidepressants like SSRIs take weeks": a contrast set beside the claim
+    # names what the studies need not be about.
+    aside = _ASIDE.search(claim)
+    claim = claim[:aside.start()] if aside else claim
     for match in _NAME.finditer(claim):
         name = match.group(0).lower()
         if name in tag_words or any(o.regex.fullmatch(name) for o in findings_vocab.outcomes):
