@@ -75,6 +75,7 @@ def test_hedged_and_comparison_flags():
      [("incidence", 38.8, "%"), ("incidence", 31.6, "%")]),
     # Not rates: non-responders, a response's definition, a confidence level.
     ("In this study, 30 patients (75%) were classified as non-responders.", []),
+    ("In this study, 30 patients (75%) were classified as non- responders.", []),
     ("Response was defined as a reduction of 50% in MADRS; NNT = 4.9 (95 %-CI: 3.4, 8.7) for response.", []),
     ("The effect was sustained over 16 weeks of treatment.", [("duration", 2688.0, "h")]),
     ("Antidepressant effects peaked at 24 hours, declining over 2-3 days.", [("duration", 72.0, "h")]),

@@ -203,7 +203,7 @@ def _rates_stated(text: str, vocab: FindingsVocabulary) -> list[str]:
     """ "25% of the sample met criteria for response": a response or remission rate the study
     reports is a result on that outcome (improved: patients responded), unless the sentence
     says they did not."""
-    if vocab.directions["no_difference"].search(text) or re.search(r"\bnon-?(?:responders?|remitters?)\b", text):
+    if vocab.directions["no_difference"].search(text) or re.search(r"\bnon-?\s?(?:responders?|remitters?)\b", text):
         return []
     kinds = {q[0] for _, clause in _clauses(text) for q in _rates(clause, vocab) + _fractions(clause, vocab)}
     return [outcome for kind, outcome in (("response_rate", "response"), ("remission_rate", "remission"))
