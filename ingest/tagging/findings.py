@@ -137,8 +137,9 @@ def extract_findings(sentences: list[Sentence], vocab: FindingsVocabulary | None
     for sentence in result_sentences(sentences):
         if len(sentence.text) > MAX_SENTENCE or vocab.not_own_result.search(sentence.lower):
             continue
-        findings += sentence_findings(sentence, vocab)
-        quantities += sentence_quantities(sentence, vocab)
+        found = sentence_quantities(sentence, vocab)
+        findings += sentence_findings(sentence, vocab, found)
+        quantities += found
     return findings, quantities
 
 
@@ -159,8 +160,10 @@ def _clauses(text: str) -> list[tuple[int, str]]:
     return [(offset, clause) for offset, clause in out if clause.strip()]
 
 
-def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary) -> list[Finding]:
-    """One finding per outcome the sentence reports a result on (mixed when its clauses disagree)."""
+def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary,
+                      quantities: list[Quantity] | None = None) -> list[Finding]:
+    """One finding per outcome the sentence reports a result on (mixed when its clauses disagree).
+    ``quantities``: the sentence's own (sentence_quantities), when the caller has them already."""
     text = sentence.lower
     hedged = bool(vocab.directions["hedge"].search(text))
     comparison = bool(vocab.directions["comparison"].search(text))
@@ -187,7 +190,9 @@ def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary) -> list[Fin
     if vocab.well_tolerated is not None and "adverse_events" not in directions \
             and vocab.well_tolerated.search(text):
         directions["adverse_events"] = ["decreased"]
-    for outcome_id in _rates_stated(text, vocab):
+    if quantities is None:
+        quantities = sentence_quantities(sentence, vocab)
+    for outcome_id in _rates_stated(text, vocab, {q.type for q in quantities}):
         directions.setdefault(outcome_id, ["improved"])
     out = []
     for outcome_id, found in directions.items():
@@ -199,13 +204,12 @@ def sentence_findings(sentence: Sentence, vocab: FindingsVocabulary) -> list[Fin
     return out
 
 
-def _rates_stated(text: str, vocab: FindingsVocabulary) -> list[str]:
+def _rates_stated(text: str, vocab: FindingsVocabulary, kinds: set[str]) -> list[str]:
     """ "25% of the sample met criteria for response": a response or remission rate the study
     reports is a result on that outcome (improved: patients responded), unless the sentence
     says they did not."""
     if vocab.directions["no_difference"].search(text) or re.search(r"\bnon-?\s?(?:responders?|remitters?)\b", text):
         return []
-    kinds = {q[0] for _, clause in _clauses(text) for q in _rates(clause, vocab) + _fractions(clause, vocab)}
     return [outcome for kind, outcome in (("response_rate", "response"), ("remission_rate", "remission"))
             if kind in kinds]
 
@@ -552,7 +556,6 @@ _MORE_TIMES_AFTER = re.compile(r"^(?:\s*(?:,|and|or)\s*\d+(?:\.\d+)?[\s-]*(?:day
 
 def _time_kind(vocab: FindingsVocabulary, clause: str, start: int, end: int) -> str | None:
     """Which time it is, from the phrase right before it (or "follow-up" right after it)."""
-    after = clause[end:end + 25]
     after = _MORE_TIMES_AFTER.sub("", clause[end:end + 60], count=1)[:25]
     if vocab.time_kinds["follow_up"].match(after.lstrip(" -")) or _PERIOD_AFTER.match(after):
         return "follow_up"

@@ -38,8 +38,8 @@ def planned_query(query: str) -> str | None:
     """The studies page's query string with its search handed to the planner that fits its order:
     ``_kb_search`` (this plugin) in year order, ``_search`` (Datasette's) in any other; None when
     nothing changes. Links Datasette writes carry ``_kb_search`` on, so it is read back as well."""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    keys = {key for key, _ in pairs}
+    original = parse_qsl(query, keep_blank_values=True)
+    pairs, keys = original, {key for key, _ in original}
     if "_search" not in keys and ARG not in keys:
         return None
     if "_search" in keys:
@@ -50,7 +50,7 @@ def planned_query(query: str) -> str | None:
     )
     source, target = ("_search", ARG) if year_order else (ARG, "_search")
     kept = [(target if key == source else key, value) for key, value in pairs]
-    return urlencode(kept) if kept != parse_qsl(query, keep_blank_values=True) else None
+    return urlencode(kept) if kept != original else None
 
 
 def _planned(scope) -> bool:
